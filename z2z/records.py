@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dnslib import AAAA, PTR, QTYPE, RR, SRV, TXT, A, DNSError, DNSLabel, DNSRecord
+from dnslib import AAAA, PTR, QTYPE, RR, SRV, TXT, A, DNSLabel, DNSRecord
 
 LOCAL_DOMAIN = "local."
 MAX_LABEL = 63
@@ -163,7 +163,7 @@ def decode_service(wire: bytes, service_type: str) -> Service:
     """
     try:
         msg = DNSRecord.parse(wire)
-    except (DNSError, Exception) as exc:  # dnslib raises assorted errors on garbage
+    except Exception as exc:  # dnslib raises DNSError and assorted others on garbage
         raise RecordError(f"not a DNS message: {exc}") from None
     type_labels = [lbl.encode() for lbl in _type_labels(service_type)]
     ptrs = [rr for rr in msg.rr if rr.rtype == QTYPE.PTR]
@@ -173,7 +173,7 @@ def decode_service(wire: bytes, service_type: str) -> Service:
     if owner[: len(type_labels)] != type_labels:
         raise RecordError("PTR owner is not the service type")
     domain = owner[len(type_labels) :]
-    target = list(ptrs[0].rdata.label)
+    target = list(ptrs[0].rdata.label.label)
     if len(target) != len(type_labels) + len(domain) + 1 or target[1:] != owner:
         raise RecordError("PTR target is not an instance of the service type")
     inst_labels = target

@@ -1,0 +1,333 @@
+"""The export/import logic of one gateway: a pure state machine.
+
+`Bridge` is driven by events (a local service came, changed or went; a DHT value
+arrived; time passed) and answers each with a list of actions for the adapters
+to carry out (put a value, publish or withdraw a proxied service).  It does no
+I/O and reads no clock: the runtime passes `now` in, so every rule here is unit
+testable in microseconds and the same code runs in the simulator.
+
+Rules (docs/protocol.md, docs/architecture.md):
+- only routable addresses cross; a service with none is not exported;
+- a site never imports its own values and never exports what a gateway
+  published as a proxy (proxied host labels end in `PROXY_MARK`);
+- every new version gets a higher sequence number; importers keep the highest
+  and drop a version once its application TTL (origin clock + skew) is over;
+- imported instance names that would collide on the link get a site suffix.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from z2z import protocol
+from z2z.protocol import Envelope, ProtocolError
+from z2z.records import (
+    RecordError,
+    Service,
+    host_label,
+    routable_addresses,
+    truncate_label,
+    validate,
+)
+
+PROXY_MARK = "-z2z"
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeSettings:
+    """What a gateway bridges and how; see docs/configuration.md for each knob."""
+
+    site: str
+    network: str
+    node: str
+    types: tuple[str, ...]
+    ttl: int = 120
+    refresh: float = 40.0
+    max_skew: float = 30.0
+    instance_template: str = "{instance} ({site})"
+    host_template: str = "{host}-{site}"
+    export: bool = True
+    import_: bool = True
+
+
+# ---------------------------------------------------------------------------
+# actions
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Store a value in the rendezvous under `key` (a new version of one instance)."""
+
+    key: bytes
+    value_id: int
+    data: bytes
+    service_type: str
+    instance: str
+    gone: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Announce a proxied service on the link (also used to update its records)."""
+
+    service: Service
+    site: str
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """Send goodbyes for a proxied service published earlier."""
+
+    service_type: str
+    instance: str
+    site: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Something was refused; the runtime logs it (rate-limited) and counts it."""
+
+    reason: str
+    detail: str
+
+
+Action = Put | Publish | Withdraw | Reject
+
+
+# ---------------------------------------------------------------------------
+# state
+
+
+@dataclass(slots=True)
+class _Export:
+    service: Service
+    seq: int
+    issued: float
+
+
+@dataclass(slots=True)
+class _Import:
+    seq: int
+    expires: float
+    origin: Service | None  # None for a tombstone
+    published: Service | None = None  # what is on the link, renamed
+
+
+@dataclass(slots=True)
+class BridgeStats:
+    puts: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+class Bridge:
+    """Export local services, import remote ones; see the module docstring."""
+
+    def __init__(self, settings: BridgeSettings, *, last_seq: int = 0) -> None:
+        self.settings = settings
+        self.seq = last_seq
+        self._types = frozenset(settings.types)
+        self._keys = {t: protocol.type_key(settings.network, t) for t in settings.types}
+        self._local: dict[tuple[str, str], Service] = {}
+        self._exports: dict[tuple[str, str], _Export] = {}
+        self._imports: dict[tuple[str, str, str], _Import] = {}
+        self.stats = BridgeStats()
+
+    # -- queries -------------------------------------------------------------
+
+    def key_for(self, service_type: str) -> bytes:
+        return self._keys[service_type]
+
+    def exports(self) -> list[Service]:
+        return [e.service for e in self._exports.values()]
+
+    def imports(self) -> list[tuple[str, Service]]:
+        """(origin site, service as published on the link) for every live import."""
+        return [
+            (site, imp.published)
+            for (site, _, _), imp in self._imports.items()
+            if imp.published is not None
+        ]
+
+    # -- local side ----------------------------------------------------------
+
+    def local_up(self, service: Service, now: float) -> list[Action]:
+        """A service was resolved on the link (new or changed)."""
+        if service.type not in self._types:
+            return []
+        if service.host.endswith(PROXY_MARK):
+            return []  # a proxy published by some z2z gateway: never re-export it
+        try:
+            validate(service)
+        except RecordError as exc:
+            return [self._reject("bad-local-service", f"{service.instance!r}: {exc}")]
+        self._local[service.key] = service
+        actions = self._make_room(service.type, service.instance)
+        if not self.settings.export:
+            return actions
+        addresses = routable_addresses(service.addresses)
+        if not addresses:
+            actions.append(self._reject("no-routable-address", service.instance))
+            return actions + self._unexport(service.key, now)
+        exported = replace(service, addresses=addresses)
+        current = self._exports.get(service.key)
+        if current is not None and current.service == exported:
+            return actions
+        self._exports[service.key] = _Export(exported, 0, now)
+        actions.append(self._put(service.key, now, gone=False))
+        return actions
+
+    def local_down(self, service_type: str, instance: str, now: float) -> list[Action]:
+        """A local service said goodbye or expired."""
+        self._local.pop((service_type, instance), None)
+        return self._unexport((service_type, instance), now)
+
+    def _unexport(self, key: tuple[str, str], now: float) -> list[Action]:
+        if key not in self._exports:
+            return []
+        action = self._put(key, now, gone=True)
+        del self._exports[key]
+        return [action]
+
+    def _put(self, key: tuple[str, str], now: float, *, gone: bool) -> Put:
+        exp = self._exports[key]
+        self.seq = max(self.seq + 1, int(now * 1000))
+        exp.seq, exp.issued = self.seq, now
+        s = self.settings
+        env = Envelope(s.network, s.site, s.node, self.seq, now, s.ttl, gone, exp.service)
+        self.stats.puts += 1
+        return Put(
+            key=self._keys[exp.service.type],
+            value_id=protocol.value_id(s.site, exp.service.type, exp.service.instance, self.seq),
+            data=protocol.encode(env),
+            service_type=exp.service.type,
+            instance=exp.service.instance,
+            gone=gone,
+        )
+
+    # -- remote side ---------------------------------------------------------
+
+    def remote_value(self, service_type: str, data: bytes, now: float) -> list[Action]:
+        """A value arrived from the rendezvous under `service_type`'s key."""
+        if not self.settings.import_ or service_type not in self._types:
+            return []
+        try:
+            env = protocol.decode(data)
+        except ProtocolError as exc:
+            return [self._reject(exc.reason, str(exc))]
+        if env.network != self.settings.network:
+            return [self._reject("other-network", env.network[:64])]
+        if env.service.type != service_type:
+            return [self._reject("wrong-key", f"{env.service.type} under {service_type}")]
+        if env.site == self.settings.site:
+            return []  # our own export, echoed back: never import it
+        skew = self.settings.max_skew
+        if env.ts > now + skew:
+            return [self._reject("from-future", f"{env.site}/{env.service.instance}")]
+        if env.expires() + skew < now:
+            self.stats.rejected["stale"] += 1  # old versions linger in the DHT: not news
+            return []
+        ikey = (env.site, env.service.type, env.service.instance)
+        known = self._imports.get(ikey)
+        if known is not None and env.seq <= known.seq:
+            self.stats.rejected["old-seq"] += 1
+            return []
+        expires = env.expires() + skew
+        if env.gone:
+            self._imports[ikey] = _Import(env.seq, expires, None)
+            return self._unpublish(known, env.site)
+        addresses = routable_addresses(env.service.addresses)
+        if not addresses:
+            return [self._reject("no-routable-address", f"{env.site}/{env.service.instance}")]
+        origin = replace(env.service, addresses=addresses)
+        entry = _Import(env.seq, expires, origin)
+        self._imports[ikey] = entry
+        if known is not None and known.published is not None and known.origin == origin:
+            entry.published = known.published
+            return []  # a refresh: same records, later expiry
+        name = known.published.instance if known and known.published else None
+        entry.published = self._proxy_for(origin, env.site, name)
+        return [Publish(entry.published, env.site)]
+
+    def renamed(self, site: str, service: Service, actual_instance: str) -> None:
+        """The link backend had to publish `service` under another instance name."""
+        for (s, _, _), imp in self._imports.items():
+            if s == site and imp.published == service:
+                imp.published = replace(service, instance=actual_instance)
+
+    def _proxy_for(self, origin: Service, site: str, name: str | None) -> Service:
+        s = self.settings
+        if name is None:
+            name = origin.instance
+            if self._name_taken(origin.type, name):
+                suffixed = s.instance_template.format(instance=origin.instance, site=site)
+                name = truncate_label(suffixed)
+        hostname = host_label(s.host_template.format(host=origin.host, site=site))
+        hostname = hostname[: 63 - len(PROXY_MARK)].rstrip("-") + PROXY_MARK
+        return replace(origin, instance=name, host=hostname)
+
+    def _name_taken(self, service_type: str, instance: str) -> bool:
+        folded = instance.casefold()  # mDNS names compare case-insensitively
+        if any(t == service_type and i.casefold() == folded for t, i in self._local):
+            return True
+        return any(
+            imp.published is not None
+            and imp.published.type == service_type
+            and imp.published.instance.casefold() == folded
+            for imp in self._imports.values()
+        )
+
+    def _make_room(self, service_type: str, instance: str) -> list[Action]:
+        """A local service took a name an import was using: move the import aside."""
+        folded = instance.casefold()
+        for (site, _, _), imp in self._imports.items():
+            pub = imp.published
+            if pub is None or imp.origin is None:
+                continue
+            if pub.type == service_type and pub.instance.casefold() == folded:
+                imp.published = None
+                imp.published = self._proxy_for(imp.origin, site, None)
+                return [Withdraw(pub.type, pub.instance, site), Publish(imp.published, site)]
+        return []
+
+    def _unpublish(self, known: _Import | None, site: str) -> list[Action]:
+        if known is None or known.published is None:
+            return []
+        pub = known.published
+        return [Withdraw(pub.type, pub.instance, site)]
+
+    # -- time ----------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Action]:
+        """Refresh exports that are due and drop imports whose TTL ran out."""
+        actions: list[Action] = []
+        for key, exp in list(self._exports.items()):
+            if now - exp.issued >= self.settings.refresh:
+                actions.append(self._put(key, now, gone=False))
+        for ikey, imp in list(self._imports.items()):
+            if imp.expires < now:
+                del self._imports[ikey]
+                if imp.published is not None:
+                    pub = imp.published
+                    actions.append(Withdraw(pub.type, pub.instance, ikey[0]))
+        return actions
+
+    def shutdown(self, now: float) -> list[Action]:
+        """A clean stop: tombstones for every export, goodbyes for every import."""
+        actions: list[Action] = []
+        for key in list(self._exports):
+            actions.extend(self._unexport(key, now))
+        for (site, _, _), imp in self._imports.items():
+            if imp.published is not None:
+                actions.append(Withdraw(imp.published.type, imp.published.instance, site))
+                imp.published = None
+        return actions
+
+    def _reject(self, reason: str, detail: str) -> Reject:
+        self.stats.rejected[reason] += 1
+        return Reject(reason, detail)
+
+
+def all_puts(actions: Iterable[Action]) -> list[Put]:
+    return [a for a in actions if isinstance(a, Put)]
