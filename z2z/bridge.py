@@ -65,7 +65,11 @@ class Put:
     data: bytes
     service_type: str
     instance: str
-    gone: bool = False
+    why: str  # "new", "changed", "refresh" or "gone" (a tombstone)
+
+    @property
+    def gone(self) -> bool:
+        return self.why == "gone"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +179,7 @@ class Bridge:
         if current is not None and current.service == exported:
             return actions
         self._exports[service.key] = _Export(exported, 0, now)
-        actions.append(self._put(service.key, now, gone=False))
+        actions.append(self._put(service.key, now, "new" if current is None else "changed"))
         return actions
 
     def local_down(self, service_type: str, instance: str, now: float) -> list[Action]:
@@ -186,16 +190,16 @@ class Bridge:
     def _unexport(self, key: tuple[str, str], now: float) -> list[Action]:
         if key not in self._exports:
             return []
-        action = self._put(key, now, gone=True)
+        action = self._put(key, now, "gone")
         del self._exports[key]
         return [action]
 
-    def _put(self, key: tuple[str, str], now: float, *, gone: bool) -> Put:
+    def _put(self, key: tuple[str, str], now: float, why: str) -> Put:
         exp = self._exports[key]
         self.seq = max(self.seq + 1, int(now * 1000))
         exp.seq, exp.issued = self.seq, now
         s = self.settings
-        env = Envelope(s.network, s.site, s.node, self.seq, now, s.ttl, gone, exp.service)
+        env = Envelope(s.network, s.site, s.node, self.seq, now, s.ttl, why == "gone", exp.service)
         self.stats.puts += 1
         return Put(
             key=self._keys[exp.service.type],
@@ -203,7 +207,7 @@ class Bridge:
             data=protocol.encode(env),
             service_type=exp.service.type,
             instance=exp.service.instance,
-            gone=gone,
+            why=why,
         )
 
     # -- remote side ---------------------------------------------------------
@@ -304,7 +308,7 @@ class Bridge:
         actions: list[Action] = []
         for key, exp in list(self._exports.items()):
             if now - exp.issued >= self.settings.refresh:
-                actions.append(self._put(key, now, gone=False))
+                actions.append(self._put(key, now, "refresh"))
         for ikey, imp in list(self._imports.items()):
             if imp.expires < now:
                 del self._imports[ikey]

@@ -1,0 +1,7 @@
+"""`python -m z2z` = the `z2z` command."""
+
+import sys
+
+from z2z.cli import main
+
+sys.exit(main())

@@ -1,0 +1,136 @@
+"""The `z2z` command line.
+
+Every error an admin can cause (a bad flag, an unknown interface, an unreachable
+rendezvous, a bad config file) ends in one line on stderr and a non-zero exit
+status; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from z2z import __version__
+from z2z.config import FIELDS, ConfigError, GatewayConfig, build, check_settings, load_file, parse_rendezvous
+
+EXIT_CONFIG = 2
+EXIT_RENDEZVOUS = 3
+EXIT_LINK = 4
+
+log = logging.getLogger("z2z")
+
+
+def _run_parser(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a gateway", description="Bridge DNS-SD services of this link.")
+    p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as these flags")
+    p.add_argument("--site", help="this site's name (default: the host name)")
+    p.add_argument("--interface", action="append", metavar="NAME|ADDRESS",
+                   help="link to bridge (repeatable; default: all)")
+    p.add_argument("--rendezvous", metavar="URL",
+                   help="http://HOST:PORT (OpenDHT proxy) or opendht://HOST:PORT[,HOST:PORT] "
+                        "(embedded node); default: embedded node on the public OpenDHT network")
+    p.add_argument("--type", action="append", metavar="SERVICE-TYPE",
+                   help="service type to export and import, e.g. _ipp._tcp (repeatable)")
+    p.add_argument("--network", help="deployment name separating gateways sharing a DHT (default z2z)")
+    p.add_argument("--state-dir", metavar="DIR", help="where node identity and sequence numbers live")
+    p.add_argument("--ttl", type=int, help="seconds importers keep a service without news (default 120)")
+    p.add_argument("--refresh", type=float, help="seconds between re-puts of each export (default 40)")
+    p.add_argument("--anti-entropy", type=float, metavar="SECONDS",
+                   help="seconds between full gets that repair missed pushes (default 30)")
+    p.add_argument("--max-skew", type=float, metavar="SECONDS",
+                   help="tolerated clock difference between sites (default 30)")
+    p.add_argument("--instance-template", help="name for colliding imports (default '{instance} ({site})')")
+    p.add_argument("--host-template", help="proxied host name (default '{host}-{site}')")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="z2z", description="Zeroconf-to-Zeroconf gateway")
+    parser.add_argument("--version", action="version", version=f"z2z {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> GatewayConfig:
+    file_settings = load_file(args.config) if args.config else {}
+    flags = {
+        key: getattr(args, key.replace("-", "_"))
+        for key in FIELDS
+        if getattr(args, key.replace("-", "_")) is not None
+    }
+    return build(file_settings, check_settings(flags, source="command line"))
+
+
+def setup_logging(level: str) -> None:
+    # Under systemd (JOURNAL_STREAM set) the journal adds timestamps itself.
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
+
+
+async def run_gateway(config: GatewayConfig) -> int:
+    from z2z.link.base import LinkError
+    from z2z.link.zeroconf import ZeroconfLink
+    from z2z.rendezvous import open_rendezvous
+    from z2z.rendezvous.base import RendezvousError
+    from z2z.runtime import Gateway
+    from z2z.state import StateError
+
+    try:
+        link = ZeroconfLink(config.interface)
+    except LinkError as exc:
+        print(f"z2z: {exc}", file=sys.stderr)
+        return EXIT_LINK
+    rendezvous = open_rendezvous(config.rendezvous)
+    try:
+        gateway = Gateway(config, link, rendezvous)
+    except StateError as exc:
+        print(f"z2z: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await gateway.start()
+    except RendezvousError as exc:
+        print(f"z2z: cannot reach rendezvous {config.rendezvous}: {exc}", file=sys.stderr)
+        await rendezvous.close()
+        return EXIT_RENDEZVOUS
+    except LinkError as exc:
+        print(f"z2z: {exc}", file=sys.stderr)
+        await rendezvous.close()
+        return EXIT_LINK
+    await stop.wait()
+    log.info("stopping: withdrawing exports and imports")
+    await gateway.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        try:
+            config = config_from_args(args)
+            if config.rendezvous:
+                parse_rendezvous(config.rendezvous)
+        except ConfigError as exc:
+            print(f"z2z: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        setup_logging(config.log_level)
+        return asyncio.run(run_gateway(config))
+    parser.error(f"unknown command {args.command}")
+    return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

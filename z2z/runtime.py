@@ -1,0 +1,323 @@
+"""The gateway process: wires the pure core to the link and the rendezvous.
+
+It owns the asyncio loop's view of the world: link callbacks and DHT values
+become `Bridge` events, and the actions the bridge returns are carried out by
+two small executors:
+
+- puts go through `_PutQueue`: latest version per instance wins, failures are
+  retried with backoff and jitter while the rendezvous is away, so nothing valid
+  is lost and nothing stale is sent after something newer;
+- link operations go through `_KeyedSerial`: operations on one service run in
+  order, different services run concurrently (publishing waits for probing).
+
+Periodic work (TTL expiry and refresh, anti-entropy `get`, saving state) runs as
+APScheduler jobs on the same loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from z2z import state as state_store
+from z2z.bridge import Action, Bridge, BridgeSettings, Publish, Put, Reject, Withdraw
+from z2z.config import GatewayConfig
+from z2z.link.base import LinkBackend
+from z2z.records import Service
+from z2z.rendezvous.base import DhtValue, ListenHandle, Rendezvous, RendezvousError
+
+log = logging.getLogger("z2z")
+
+
+class _KeyedSerial:
+    """Run coroutines one after another per key, concurrently across keys."""
+
+    def __init__(self) -> None:
+        self._tails: dict[Hashable, asyncio.Task[None]] = {}
+
+    def submit(self, key: Hashable, work: Callable[[], Awaitable[None]]) -> None:
+        previous = self._tails.get(key)
+
+        async def run() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await previous
+            try:
+                await work()
+            except Exception:
+                log.exception("link operation on %s failed", key)
+            finally:
+                if self._tails.get(key) is task:
+                    del self._tails[key]
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tails[key] = task
+
+    async def drain(self, timeout: float) -> None:
+        tasks = list(self._tails.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+
+class _PutQueue:
+    """Deliver puts to the rendezvous; newest version per instance wins; retry on failure."""
+
+    def __init__(self, rendezvous: Rendezvous, on_state: Callable[[bool, str], None]) -> None:
+        self._rv = rendezvous
+        self._pending: dict[tuple[str, str], Put] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._on_state = on_state
+        self._task: asyncio.Task[None] | None = None
+        self.backoff_max = 10.0
+        self.failures = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def submit(self, put: Put) -> None:
+        self._pending[(put.service_type, put.instance)] = put
+        self._idle.clear()
+        self._wake.set()
+
+    async def _run(self) -> None:
+        delay = 0.0
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch = dict(self._pending)
+            results = await asyncio.gather(
+                *(self._rv.put(p.key, p.value_id, p.data) for p in batch.values()),
+                return_exceptions=True,
+            )
+            failed = False
+            for (ikey, put), result in zip(batch.items(), results, strict=True):
+                if isinstance(result, BaseException):
+                    failed = True
+                    self.failures += 1
+                    self._on_state(False, f"{type(result).__name__}: {result}")
+                elif self._pending.get(ikey) is put:
+                    del self._pending[ikey]
+            if failed:
+                delay = min(self.backoff_max, max(0.5, delay * 2))
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                self._wake.set()
+            else:
+                if batch:
+                    self._on_state(True, "")
+                delay = 0.0
+            if not self._pending:
+                self._idle.set()
+            else:
+                self._wake.set()
+
+    async def drain(self, timeout: float) -> bool:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        return not self._pending
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class Gateway:
+    """One running gateway: a Bridge plus the adapters that feed and obey it."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        link: LinkBackend,
+        rendezvous: Rendezvous,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.link = link
+        self.rendezvous = rendezvous
+        self.clock = clock
+        self._state = state_store.load(config.state_dir)
+        self.bridge = Bridge(
+            BridgeSettings(
+                site=config.site,
+                network=config.network,
+                node=self._state.node,
+                types=config.type,
+                ttl=config.ttl,
+                refresh=config.refresh,
+                max_skew=config.max_skew,
+                instance_template=config.instance_template,
+                host_template=config.host_template,
+            ),
+            last_seq=self._state.last_seq,
+        )
+        self._link_ops = _KeyedSerial()
+        self._puts: _PutQueue | None = None
+        self._listens: list[ListenHandle] = []
+        self._scheduler: AsyncIOScheduler | None = None
+        self._rendezvous_ok = True
+        self._logged_rejects: set[str] = set()
+        self.started = asyncio.Event()
+
+    @property
+    def node_id(self) -> str:
+        return self._state.node
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Reach the rendezvous, start browsing, then import what is already there."""
+        await self.rendezvous.start()
+        self._puts = _PutQueue(self.rendezvous, self._rendezvous_state)
+        self._puts.start()
+        for service_type in self.config.type:
+            key = self.bridge.key_for(service_type)
+            self._listens.append(self.rendezvous.listen(key, self._listener_for(service_type)))
+        await self.link.start(self.config.type, self)
+        self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        self._scheduler.add_job(self._tick, "interval", seconds=1.0, coalesce=True, max_instances=1)
+        self._scheduler.add_job(
+            self.anti_entropy, "interval", seconds=self.config.anti_entropy, coalesce=True, max_instances=1
+        )
+        self._scheduler.add_job(self._save_state, "interval", seconds=10.0, coalesce=True, max_instances=1)
+        self._scheduler.start()
+        asyncio.get_running_loop().create_task(self.anti_entropy())
+        log.info(
+            "bridging %s for site %s in network %s (node %s)",
+            ", ".join(self.config.type), self.config.site, self.config.network, self.node_id,
+        )
+        self.started.set()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Clean stop: tombstones for exports and goodbyes for imports, then close."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        for handle in self._listens:
+            handle.cancel()
+        self._execute(self.bridge.shutdown(self.clock()))
+        deadline = time.monotonic() + timeout
+        if self._puts is not None:
+            if not await self._puts.drain(timeout):
+                log.warning("could not deliver every tombstone before stopping")
+            await self._puts.close()
+        await self._link_ops.drain(max(0.1, deadline - time.monotonic()))
+        with contextlib.suppress(Exception):
+            await self.link.close()
+        with contextlib.suppress(Exception):
+            await self.rendezvous.close()
+        self._save_state()
+        log.info("stopped")
+
+    # -- events from the link (LinkListener) ---------------------------------
+
+    def service_up(self, service: Service) -> None:
+        self._execute(self.bridge.local_up(service, self.clock()))
+
+    def service_down(self, service_type: str, instance: str) -> None:
+        self._execute(self.bridge.local_down(service_type, instance, self.clock()))
+
+    # -- events from the rendezvous ------------------------------------------
+
+    def _listener_for(self, service_type: str) -> Callable[[DhtValue, bool], None]:
+        def on_value(value: DhtValue, expired: bool) -> None:
+            if not expired:  # expiry is decided by the application TTL, not the DHT
+                self._execute(self.bridge.remote_value(service_type, value.data, self.clock()))
+
+        return on_value
+
+    async def anti_entropy(self) -> None:
+        """Full `get` of every bridged type: repairs whatever listen missed."""
+        for service_type in self.config.type:
+            try:
+                values = await self.rendezvous.get(self.bridge.key_for(service_type))
+            except RendezvousError as exc:
+                self._rendezvous_state(False, str(exc))
+                return
+            self._rendezvous_state(True, "")
+            now = self.clock()
+            for value in values:
+                self._execute(self.bridge.remote_value(service_type, value.data, now))
+
+    def _tick(self) -> None:
+        self._execute(self.bridge.tick(self.clock()))
+
+    # -- actions -------------------------------------------------------------
+
+    def _execute(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Put):
+                level = logging.DEBUG if action.why == "refresh" else logging.INFO
+                log.log(level, "export %s: %r (%s)", action.why, action.instance, action.service_type)
+                assert self._puts is not None
+                self._puts.submit(action)
+            elif isinstance(action, Publish):
+                self._publish(action)
+            elif isinstance(action, Withdraw):
+                log.info("withdrawing import %r from %s", action.instance, action.site)
+                self._link_ops.submit(
+                    (action.service_type, action.instance),
+                    functools.partial(self.link.withdraw, action.service_type, action.instance),
+                )
+            elif isinstance(action, Reject):
+                self._log_reject(action)
+
+    def _publish(self, action: Publish) -> None:
+        svc = action.service
+        log.info(
+            "importing %r (%s) from %s as host %s port %d",
+            svc.instance, svc.type, action.site, svc.host, svc.port,
+        )
+
+        async def work() -> None:
+            actual = await self.link.publish(svc)
+            if actual != svc.instance:
+                log.warning("link renamed %r to %r after a conflict", svc.instance, actual)
+                self.bridge.renamed(action.site, svc, actual)
+
+        self._link_ops.submit(svc.key, work)
+
+    def _log_reject(self, reject: Reject) -> None:
+        if reject.reason not in self._logged_rejects:
+            self._logged_rejects.add(reject.reason)
+            log.warning("rejected a record (%s): %s; further ones are only counted", reject.reason,
+                        reject.detail)
+        else:
+            log.debug("rejected (%s): %s", reject.reason, reject.detail)
+
+    def _rendezvous_state(self, ok: bool, detail: str) -> None:
+        if ok and not self._rendezvous_ok:
+            log.info("rendezvous reachable again")
+            asyncio.get_running_loop().create_task(self.anti_entropy())
+        elif not ok and self._rendezvous_ok:
+            log.warning("rendezvous unreachable (%s); retrying with backoff", detail)
+        self._rendezvous_ok = ok
+
+    def _save_state(self) -> None:
+        if self.bridge.seq != self._state.last_seq:
+            self._state.last_seq = self.bridge.seq
+            try:
+                state_store.save(self.config.state_dir, self._state)
+            except OSError as exc:
+                log.error("%s", exc)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "site": self.config.site,
+            "network": self.config.network,
+            "node": self.node_id,
+            "rendezvous_ok": self._rendezvous_ok,
+            "exported": len(self.bridge.exports()),
+            "imported": len(self.bridge.imports()),
+            "rejected": dict(self.bridge.stats.rejected),
+        }
