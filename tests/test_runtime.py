@@ -1,0 +1,154 @@
+"""The runtime's executors with in-memory doubles (unit level; the real proof is
+tests/test_e2e.py on the namespace testbed with dhtnode and real mDNS)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from z2z.config import build
+from z2z.link.base import LinkListener
+from z2z.records import Service
+from z2z.rendezvous.base import DhtValue, ListenCallback, RendezvousError
+from z2z.runtime import Gateway
+from z2z.state import load
+
+T = "_ipp._tcp"
+PRINTER = Service(T, "Printer", "printer", 631, (b"rp=ipp/print",), ("10.1.0.9",))
+
+
+class MemoryDht:
+    def __init__(self) -> None:
+        self.values: dict[bytes, dict[int, bytes]] = {}
+        self.listeners: dict[bytes, list[ListenCallback]] = {}
+        self.up = True
+
+
+class MemoryRendezvous:
+    def __init__(self, dht: MemoryDht) -> None:
+        self.dht = dht
+
+    async def start(self) -> None:
+        if not self.dht.up:
+            raise RendezvousError("down")
+
+    async def put(self, key: bytes, value_id: int, data: bytes) -> None:
+        if not self.dht.up:
+            raise RendezvousError("down")
+        self.dht.values.setdefault(key, {})[value_id] = data
+        for cb in self.dht.listeners.get(key, []):
+            cb(DhtValue(value_id, data), False)
+
+    async def get(self, key: bytes) -> list[DhtValue]:
+        if not self.dht.up:
+            raise RendezvousError("down")
+        return [DhtValue(i, d) for i, d in self.dht.values.get(key, {}).items()]
+
+    def listen(self, key: bytes, callback: ListenCallback) -> object:
+        self.dht.listeners.setdefault(key, []).append(callback)
+
+        class Handle:
+            def cancel(self_inner) -> None:
+                self.dht.listeners[key].remove(callback)
+
+        return Handle()
+
+    async def node_info(self) -> dict[str, object]:
+        return {}
+
+    async def close(self) -> None:
+        pass
+
+
+class MemoryLink:
+    def __init__(self) -> None:
+        self.published: dict[tuple[str, str], Service] = {}
+        self.listener: LinkListener | None = None
+
+    async def start(self, types: Sequence[str], listener: LinkListener) -> None:
+        self.listener = listener
+
+    async def publish(self, service: Service) -> str:
+        await asyncio.sleep(0.01)  # probing takes time
+        self.published[service.key] = service
+        return service.instance
+
+    async def withdraw(self, service_type: str, instance: str) -> None:
+        self.published.pop((service_type, instance), None)
+
+    async def close(self) -> None:
+        self.published.clear()
+
+
+async def until(cond, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(timeout / 0.01)):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def pair(tmp_path: Path):  # type: ignore[no-untyped-def]
+    dht = MemoryDht()
+    gws = []
+    for site in ("campus-a", "campus-b"):
+        cfg = build({}, {"site": site, "type": (T,), "state-dir": str(tmp_path / site)})
+        gws.append(Gateway(cfg, MemoryLink(), MemoryRendezvous(dht)))
+    return dht, gws[0], gws[1]
+
+
+async def test_service_crosses_and_goes(pair) -> None:  # type: ignore[no-untyped-def]
+    dht, a, b = pair
+    await a.start()
+    await b.start()
+    a.service_up(PRINTER)
+    await until(lambda: (T, "Printer") in b.link.published)
+    assert b.link.published[(T, "Printer")].host == "printer-campus-a-z2z"
+    a.service_down(T, "Printer")
+    await until(lambda: not b.link.published)
+    await a.stop()
+    await b.stop()
+
+
+async def test_puts_wait_out_an_outage_and_newest_wins(pair) -> None:  # type: ignore[no-untyped-def]
+    dht, a, b = pair
+    await a.start()
+    await b.start()
+    a._puts.backoff_max = 0.2
+    dht.up = False
+    a.service_up(PRINTER)
+    a.service_up(Service(T, "Printer", "printer", 632, (), ("10.1.0.9",)))
+    await until(lambda: a._puts.failures >= 2)
+    dht.up = True
+    await until(lambda: (T, "Printer") in b.link.published)
+    assert b.link.published[(T, "Printer")].port == 632
+    assert len(next(iter(dht.values.values()))) == 1  # the superseded version was never sent
+    await a.stop()
+    await b.stop()
+
+
+async def test_clean_stop_tombstones_and_persists_seq(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    dht, a, b = pair
+    await a.start()
+    await b.start()
+    a.service_up(PRINTER)
+    await until(lambda: bool(b.link.published))
+    await a.stop()
+    await until(lambda: not b.link.published)
+    assert load(tmp_path / "campus-a").last_seq == a.bridge.seq > 0
+    await b.stop()
+
+
+async def test_late_starter_imports_through_anti_entropy(pair) -> None:  # type: ignore[no-untyped-def]
+    dht, a, b = pair
+    await a.start()
+    a.service_up(PRINTER)
+    await until(lambda: bool(dht.values))
+    await b.start()  # no push for it: the start-up get must find it
+    await until(lambda: bool(b.link.published))
+    await a.stop()
+    await b.stop()
