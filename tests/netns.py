@@ -60,3 +60,28 @@ def veth(a: Netns, a_if: str, a_addr: str, b: Netns, b_if: str, b_addr: str) -> 
     for ns, ifname, addr in ((a, a_if, a_addr), (b, b_if, b_addr)):
         ns.ip("addr", "add", addr, "dev", ifname)
         ns.ip("link", "set", ifname, "up", "multicast", "on")
+
+
+def veth_pair(a: Netns, a_if: str, b: Netns, b_if: str) -> None:
+    """Join two namespaces with an unaddressed veth pair, both ends up.
+
+    Unlike `veth`, nothing is addressed: one end usually becomes a bridge port.
+    """
+    tmp_a, tmp_b = unique("va"), unique("vb")
+    sh("ip", "link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b)
+    sh("ip", "link", "set", tmp_a, "netns", a.name, "name", a_if)
+    sh("ip", "link", "set", tmp_b, "netns", b.name, "name", b_if)
+    for ns, ifname in ((a, a_if), (b, b_if)):
+        ns.ip("link", "set", ifname, "up", "multicast", "on")
+
+
+def netns_pids(name: str) -> list[int]:
+    """Pids of every process living in namespace `name` (daemons that forked too)."""
+    out = sh("ip", "netns", "pids", name, check=False).stdout
+    return [int(p) for p in out.split() if p.isdigit()]
+
+
+def netns_names() -> list[str]:
+    """Names of all namespaces known to `ip netns` (whoever created them)."""
+    out = sh("ip", "netns", "list", check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
