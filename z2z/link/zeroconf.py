@@ -58,6 +58,9 @@ RESOLVE_ATTEMPTS = 3
 # How long a type must have been browsed before its cache is trusted for
 # conflict checks instead of probing (see `ZeroconfLink.publish`).
 CACHE_WARM_S = 1.5
+# TTL of every record published for a proxied service (python-zeroconf re-announces
+# nothing by itself, but answers queries, so caches refresh while we live).
+PROXY_TTL = 120
 # Our own withdrawn PTR stays in our cache ~1 s after the goodbye (RFC 6762
 # §10.1); do not mistake it for a rival when the same name is published again.
 WITHDRAW_ECHO_S = 2.0
@@ -524,6 +527,10 @@ class ZeroconfLink:
                 properties=encode_txt(service.txt),  # bytes: sent as the TXT rdata verbatim
                 server=f"{service.host}{LOCAL_SUFFIX}",  # never let it default to the name
                 addresses=[ipaddress.ip_address(a).packed for a in service.addresses],
+                # A crashed gateway's proxies must not linger in caches for python-zeroconf's
+                # default 75 minutes: every proxied record lives PROXY_TTL seconds.
+                host_ttl=PROXY_TTL,
+                other_ttl=PROXY_TTL,
             )
         except (BadTypeInNameException, RecordError, ValueError, TypeError) as exc:
             raise LinkError(f"cannot publish {service.instance!r}: {exc}") from exc
