@@ -1,0 +1,40 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from testbed import Testbed, skip_reason
+
+# --- testbed: two campuses on network namespaces (tests/testbed.py) -----------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Remember each phase's report on the item, so fixtures can tell a failed test."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture
+def testbed(request: pytest.FixtureRequest) -> Iterator[Testbed]:
+    """A fresh `testbed.Testbed` (no DHT yet: call ``start_dht()``), closed after the test.
+
+    Skipped, with the reason, where namespaces or dhtnode are unavailable.  On
+    failure the tails of every process's logs are printed (pytest shows them
+    under "Captured stdout teardown"); set Z2Z_KEEP_LOGS=1 to keep the files.
+    """
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    tb = Testbed()
+    try:
+        yield tb
+    finally:
+        rep = getattr(request.node, "rep_call", None)
+        if rep is None or rep.failed:
+            print(tb.dump_logs())
+        tb.close()
+
