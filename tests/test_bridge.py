@@ -165,3 +165,25 @@ def test_export_only_and_import_only() -> None:
     acts = exp_only.local_up(PRINTER, NOW)
     assert len(deliver(acts, imp_only)) == 1
     assert deliver(imp_only.local_up(PRINTER, NOW), exp_only) == []
+
+
+def test_follower_tracks_silently_and_takes_over_at_once() -> None:
+    a, follower = bridge("campus-a"), Bridge(bridge("campus-b").settings, active=False)
+    b_local = replace(PRINTER, instance="B printer", host="bp", addresses=("10.2.0.5",))
+    assert follower.local_up(b_local, NOW) == []  # followers do not export
+    assert deliver(a.local_up(PRINTER, NOW), follower) == []  # ...nor publish imports
+    acts = follower.set_active(True, NOW + 1)
+    [pub] = [x for x in acts if isinstance(x, Publish)]
+    assert pub.service.instance == "Printer"
+    [put] = puts(acts)
+    assert protocol.decode(put.data).service.instance == "B printer"
+
+
+def test_stepping_down_withdraws_imports_without_tombstones() -> None:
+    a, b = bridge("campus-a"), bridge("campus-b")
+    deliver(a.local_up(PRINTER, NOW), b)
+    b.local_up(replace(PRINTER, instance="B printer", host="bp", addresses=("10.2.0.5",)), NOW)
+    acts = b.set_active(False, NOW + 1)
+    assert acts == [Withdraw(T, "Printer", "campus-a")]
+    assert b.exports() == [] and b.imports() == []
+    assert b.tick(NOW + 100) == []  # nothing refreshed while a follower

@@ -128,9 +128,12 @@ class BridgeStats:
 class Bridge:
     """Export local services, import remote ones; see the module docstring."""
 
-    def __init__(self, settings: BridgeSettings, *, last_seq: int = 0) -> None:
+    def __init__(self, settings: BridgeSettings, *, last_seq: int = 0, active: bool = True) -> None:
         self.settings = settings
         self.seq = last_seq
+        # Only an island's leader bridges (z2z.stages); followers track everything
+        # (local services, remote versions) so that a takeover publishes at once.
+        self.active = active
         self._types = frozenset(settings.types)
         self._keys = {t: protocol.type_key(settings.network, t) for t in settings.types}
         self._local: dict[tuple[str, str], Service] = {}
@@ -168,8 +171,12 @@ class Bridge:
             return [self._reject("bad-local-service", f"{service.instance!r}: {exc}")]
         self._local[service.key] = service
         actions = self._make_room(service.type, service.instance)
-        if not self.settings.export:
-            return actions
+        return actions + self._export(service, now)
+
+    def _export(self, service: Service, now: float) -> list[Action]:
+        if not self.settings.export or not self.active:
+            return []
+        actions: list[Action] = []
         addresses = routable_addresses(service.addresses)
         if not addresses:
             actions.append(self._reject("no-routable-address", service.instance))
@@ -247,12 +254,43 @@ class Bridge:
         origin = replace(env.service, addresses=addresses)
         entry = _Import(env.seq, expires, origin)
         self._imports[ikey] = entry
+        if not self.active:
+            return []
         if known is not None and known.published is not None and known.origin == origin:
             entry.published = known.published
             return []  # a refresh: same records, later expiry
         name = known.published.instance if known and known.published else None
         entry.published = self._proxy_for(origin, env.site, name)
         return [Publish(entry.published, env.site)]
+
+    def set_active(self, active: bool, now: float) -> list[Action]:
+        """Start bridging (this gateway now leads its island) or stop (it no longer does).
+
+        Stopping withdraws imports from the link at once but sends no tombstones:
+        the new leader of the same site re-exports with higher sequence numbers.
+        """
+        if active == self.active:
+            return []
+        self.active = active
+        actions: list[Action] = []
+        if active:
+            for service in list(self._local.values()):
+                actions += self._export(service, now)
+            for (site, _, _), imp in self._imports.items():
+                if imp.origin is not None and imp.published is None:
+                    imp.published = self._proxy_for(imp.origin, site, None)
+                    actions.append(Publish(imp.published, site))
+        else:
+            self._exports.clear()
+            for (site, _, _), imp in self._imports.items():
+                if imp.published is not None:
+                    actions.append(Withdraw(imp.published.type, imp.published.instance, site))
+                    imp.published = None
+        return actions
+
+    def reput_all(self, now: float) -> list[Action]:
+        """New versions of every export, e.g. after bridging moved to another store."""
+        return [self._put(key, now, "refresh") for key in list(self._exports)]
 
     def renamed(self, site: str, service: Service, actual_instance: str) -> None:
         """The link backend had to publish `service` under another instance name."""
