@@ -38,3 +38,23 @@ def testbed(request: pytest.FixtureRequest) -> Iterator[Testbed]:
             print(tb.dump_logs())
         tb.close()
 
+
+# --- dht_network: two real dhtnodes on 127.0.0.1 (tests/dhtnet.py) ----------------
+
+
+@pytest.fixture
+def dht_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A started two-node `dhtnet.DhtNetwork` on loopback (≈1 s to start), stopped after the test.
+
+    Skipped where dhtnode is not installed.  Logs: ``net.log_tail(i)``.
+    """
+    from dhtnet import DhtNetwork, have_dhtnode
+
+    if not have_dhtnode():
+        pytest.skip("needs dhtnode (Debian package dhtnode)")
+    net = DhtNetwork(tmp_path_factory.mktemp("dht"))
+    net.start()
+    try:
+        yield net
+    finally:
+        net.stop()

@@ -16,6 +16,14 @@ class RendezvousError(RuntimeError):
     """The rendezvous could not be reached or refused an operation."""
 
 
+class PutNotConfirmed(RendezvousError):
+    """No DHT peer confirmed a put; the local node (or the proxy's node) still keeps it.
+
+    Typical of a node without peers (a lone dhtnode answers 502): worth a retry,
+    not an alarm.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class DhtValue:
     """One value stored under a key: OpenDHT's 64-bit value id and its payload."""

@@ -1,0 +1,431 @@
+"""The OpenDHT REST proxy (``dhtnode --proxyserver PORT``) spoken over httpx.
+
+What the proxy (OpenDHT 2.4, Debian ``dhtnode``) does, and why the code looks so:
+
+- ``GET /`` answers node info JSON (``node_id``, ``ipv4.good``, ``ipv6.good``...).
+- ``POST /key/<hex>`` takes ``{"data": base64, "id": "<decimal u64>", "type": 0}``
+  and answers 200 with the stored value once the DHT put is done; a node without
+  peers answers 502 ``{"err":"Put failed"}`` but keeps the value.
+- ``GET /key/<hex>`` streams newline-delimited JSON values, then ends.
+- ``GET /key/<hex>/listen`` is an endless stream of the same lines (stored values
+  first, then new ones; ``"expired": true`` when one expires).  The proxy sends
+  *nothing*, not even the response headers, until the first value exists, and
+  never sends keep-alives: a silent listen is normal, so it has no read timeout
+  (TCP keep-alive notices a dead peer instead).
+
+Everything read from the proxy is untrusted: lines are bounded, parsed
+defensively and counted in `ProxyRendezvous.stats` when refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import random
+import socket
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from z2z.rendezvous.base import DhtValue, ListenCallback, PutNotConfirmed, RendezvousError
+
+log = logging.getLogger(__name__)
+
+KEY_BYTES = 20
+MAX_VALUE_ID = 2**64 - 1
+# A z2z value is < 1 KiB; OpenDHT's own limit is 64 KiB of data.  Longer lines are junk.
+DEFAULT_MAX_LINE = 64 * 1024
+# Bodies we only read for an error message or node info.
+_SMALL_BODY = 16 * 1024
+
+
+def _keepalive_options() -> list[tuple[int, int, int]]:
+    """TCP keep-alive so a listen on a silent key still notices a vanished proxy (~60 s)."""
+    opts = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            opts.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    return opts
+
+
+def check_key(key: bytes) -> str:
+    """The 40-hex-digit form of a 20-byte key (OpenDHT InfoHash); ValueError otherwise."""
+    if not isinstance(key, bytes | bytearray) or len(key) != KEY_BYTES:
+        raise ValueError(f"a rendezvous key is {KEY_BYTES} bytes, got {key!r:.60}")
+    return bytes(key).hex()
+
+
+def check_value_id(value_id: int) -> int:
+    if not isinstance(value_id, int) or not 0 <= value_id <= MAX_VALUE_ID:
+        raise ValueError(f"value id must be an unsigned 64-bit integer, got {value_id!r}")
+    return value_id
+
+
+def parse_value_line(line: bytes, stats: Counter[str]) -> tuple[DhtValue, bool] | None:
+    """One proxy JSON line → (value, expired), or None (counted in `stats`) if unfit.
+
+    The proxy is outside our trust boundary: anything but the exact expected
+    shape is skipped, never raised, so one bad value cannot stop a stream.
+    """
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        stats["bad_json"] += 1
+        return None
+    if not isinstance(obj, dict):
+        stats["bad_json"] += 1
+        return None
+    data, vid, expired = obj.get("data"), obj.get("id"), obj.get("expired", False)
+    if not isinstance(data, str) or not isinstance(expired, bool):
+        stats["bad_field"] += 1
+        return None
+    # The proxy writes ids as decimal strings (JSON numbers lose precision past 2**53).
+    if isinstance(vid, str) and vid.isascii() and vid.isdigit() and len(vid) <= 20:
+        value_id = int(vid)
+    elif isinstance(vid, int) and not isinstance(vid, bool):
+        value_id = vid
+    else:
+        stats["bad_id"] += 1
+        return None
+    if not 0 <= value_id <= MAX_VALUE_ID:
+        stats["bad_id"] += 1
+        return None
+    try:
+        payload = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        stats["bad_base64"] += 1
+        return None
+    return DhtValue(value_id, payload), expired
+
+
+async def iter_lines(
+    chunks: AsyncIterator[bytes], max_line: int, stats: Counter[str]
+) -> AsyncIterator[bytes]:
+    """Split a byte stream into non-empty lines, never holding more than `max_line` bytes.
+
+    A line longer than `max_line` is dropped (counted once as ``oversize_line``)
+    up to its newline, so an endless line costs bounded memory, not a crash.
+    """
+    buf = bytearray()
+    skipping = False
+    async for chunk in chunks:
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            if nl < 0:
+                if not skipping:
+                    buf += chunk[start:]
+                    if len(buf) > max_line:
+                        stats["oversize_line"] += 1
+                        buf.clear()
+                        skipping = True
+                break
+            if skipping:
+                skipping = False
+            else:
+                buf += chunk[start:nl]
+                if len(buf) > max_line:
+                    stats["oversize_line"] += 1
+                elif buf.strip():
+                    yield bytes(buf)
+                buf.clear()
+            start = nl + 1
+    if buf.strip() and not skipping:
+        # No final newline: a truncated line (the proxy always ends lines).
+        stats["truncated_line"] += 1
+
+
+async def _read_bounded(response: httpx.Response, limit: int = _SMALL_BODY) -> bytes:
+    """At most `limit` bytes of a streamed body (for errors and node info)."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= limit:
+            break
+    return bytes(body[:limit])
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+class ProxyRendezvous:
+    """A `Rendezvous` backed by an OpenDHT REST proxy.
+
+    `timeout` bounds every request (connect, each read, the whole of a put);
+    `get_deadline` bounds a whole `get`, and `max_values` / `max_get_bytes` its
+    size, because a broken or lying proxy may stream forever.  Listens reconnect
+    with exponential backoff (`backoff_initial` doubling up to `backoff_cap`, with
+    jitter).  `permanent=True` asks the proxy to keep re-putting values itself
+    (24 h); z2z normally refreshes on its own clock instead.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 5.0,
+        get_deadline: float | None = None,
+        max_values: int = 4096,
+        max_get_bytes: int = 8 * 1024 * 1024,
+        max_line: int = DEFAULT_MAX_LINE,
+        backoff_initial: float = 0.25,
+        backoff_cap: float = 5.0,
+        permanent: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        try:
+            url = httpx.URL(base_url)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"bad OpenDHT proxy URL {base_url!r}: {exc}") from None
+        if (
+            url.scheme not in ("http", "https")
+            or not url.host
+            or url.query
+            or url.fragment
+            or not 0 < (url.port or 80) < 65536
+        ):
+            raise ValueError(f"not an OpenDHT proxy URL: {base_url!r} (expected http://host:port)")
+        self.base_url = str(url).rstrip("/")
+        self.timeout = timeout
+        self.get_deadline = get_deadline if get_deadline is not None else 3 * timeout
+        self.max_values = max_values
+        self.max_get_bytes = max_get_bytes
+        self.max_line = max_line
+        self.backoff_initial = backoff_initial
+        self.backoff_cap = backoff_cap
+        self.permanent = permanent
+        #: Refused input and reconnects, by reason (``bad_json``, ``oversize_line``...).
+        self.stats: Counter[str] = Counter()
+        self._listens: set[_ProxyListen] = set()
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout),
+            # Each listen holds one connection for as long as it lives.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=16),
+            transport=transport or httpx.AsyncHTTPTransport(socket_options=_keepalive_options(), retries=0),
+            # Raw bytes only: no decompression bomb from a lying proxy; lines are bounded.
+            headers={"Accept": "application/json", "Accept-Encoding": "identity"},
+        )
+
+    def __repr__(self) -> str:
+        return f"ProxyRendezvous({self.base_url!r})"
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        """Check that the proxy answers ``GET /`` with node info."""
+        await self._node_json()
+
+    async def close(self) -> None:
+        handles = list(self._listens)
+        for handle in handles:
+            handle.cancel()
+        tasks = [h.task for h in handles if h.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._client.aclose()
+
+    # -- operations ------------------------------------------------------------
+    async def put(self, key: bytes, value_id: int, data: bytes) -> None:
+        path = f"/key/{check_key(key)}"
+        body: dict[str, Any] = {
+            "data": base64.b64encode(data).decode("ascii"),
+            "id": str(check_value_id(value_id)),
+            "type": 0,
+        }
+        if self.permanent:
+            body["permanent"] = True
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._client.stream("POST", path, json=body) as response:
+                    reply = await _read_bounded(response)
+        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            raise RendezvousError(f"put to {self.base_url}: {_describe(exc)}") from exc
+        if response.status_code == 200:
+            return
+        text = reply.decode("utf-8", "replace")[:200]
+        if response.status_code == 502:
+            raise PutNotConfirmed(
+                f"put to {self.base_url}: no DHT peer confirmed it (HTTP 502 {text}); "
+                "the proxy's own node keeps the value"
+            )
+        raise RendezvousError(f"put to {self.base_url}: HTTP {response.status_code} {text}")
+
+    async def get(self, key: bytes) -> list[DhtValue]:
+        """All values under `key`, de-duplicated; partial answers raise.
+
+        A get cut short (deadline, too many values or bytes, broken stream) raises
+        RendezvousError rather than returning a partial list, because callers use
+        `get` for anti-entropy and would take a missing value for a withdrawn one.
+        """
+        path = f"/key/{check_key(key)}"
+        values: dict[tuple[int, bytes], DhtValue] = {}
+        received = 0
+        try:
+            async with asyncio.timeout(self.get_deadline):
+                async with self._client.stream("GET", path) as response:
+                    if response.status_code != 200:
+                        reply = await _read_bounded(response, 200)
+                        raise RendezvousError(
+                            f"get from {self.base_url}: HTTP {response.status_code} "
+                            f"{reply.decode('utf-8', 'replace')}"
+                        )
+                    async for line in iter_lines(response.aiter_raw(), self.max_line, self.stats):
+                        received += len(line)
+                        parsed = parse_value_line(line, self.stats)
+                        if parsed is None:
+                            continue
+                        value, expired = parsed
+                        if not expired:
+                            values.setdefault((value.id, value.data), value)
+                        if len(values) > self.max_values or received > self.max_get_bytes:
+                            self.stats["get_too_big"] += 1
+                            raise RendezvousError(
+                                f"get from {self.base_url}: more than {self.max_values} values "
+                                f"or {self.max_get_bytes} bytes under one key; refusing"
+                            )
+        except TimeoutError as exc:
+            self.stats["get_deadline"] += 1
+            raise RendezvousError(
+                f"get from {self.base_url}: not finished after {self.get_deadline:g} s"
+            ) from exc
+        except (httpx.HTTPError, OSError) as exc:
+            raise RendezvousError(f"get from {self.base_url}: {_describe(exc)}") from exc
+        return list(values.values())
+
+    def listen(self, key: bytes, callback: ListenCallback) -> _ProxyListen:
+        """Start a background stream on `key`; must be called from the running loop."""
+        handle = _ProxyListen(self, check_key(key), callback)
+        self._listens.add(handle)
+        handle.task = asyncio.get_running_loop().create_task(
+            handle.run(), name=f"z2z-listen-{handle.hex_key[:8]}"
+        )
+        return handle
+
+    async def node_info(self) -> dict[str, Any]:
+        info = await self._node_json()
+        peers = 0
+        for family in ("ipv4", "ipv6"):
+            fam = info.get(family)
+            good = fam.get("good") if isinstance(fam, dict) else None
+            if isinstance(good, int) and not isinstance(good, bool) and good > 0:
+                peers += good
+        return {
+            "backend": "proxy",
+            "url": self.base_url,
+            "node_id": str(info.get("node_id", "")),
+            "peers": peers,
+            "public_ip": info.get("public_ip"),
+            "listens": len(self._listens),
+            "listens_streaming": sum(1 for h in self._listens if h.connected),
+            "stats": dict(self.stats),
+        }
+
+    async def _node_json(self) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._client.stream("GET", "/") as response:
+                    body = await _read_bounded(response)
+        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            raise RendezvousError(f"OpenDHT proxy {self.base_url} unreachable: {_describe(exc)}") from exc
+        if response.status_code != 200:
+            raise RendezvousError(
+                f"OpenDHT proxy {self.base_url} answered HTTP {response.status_code} to GET /"
+            )
+        try:
+            info = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            info = None
+        if not isinstance(info, dict) or not isinstance(info.get("node_id"), str):
+            raise RendezvousError(
+                f"{self.base_url} does not look like an OpenDHT proxy (no node_id in GET /)"
+            )
+        return info
+
+
+class _ProxyListen:
+    """One key's listen stream, kept alive by a background task until cancelled."""
+
+    def __init__(self, owner: ProxyRendezvous, hex_key: str, callback: ListenCallback) -> None:
+        self.owner = owner
+        self.hex_key = hex_key
+        self.callback = callback
+        self.task: asyncio.Task[None] | None = None
+        self.cancelled = False
+        self.connected = False  # True once the proxy sent response headers
+        self._condition: str | None = None  # the failure last logged
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.task is not None:
+            self.task.cancel()
+        self.owner._listens.discard(self)
+
+    async def run(self) -> None:
+        owner = self.owner
+        delay = owner.backoff_initial
+        path = f"/key/{self.hex_key}/listen"
+        # No read timeout: the proxy is silent (no headers either) until a value exists.
+        timeout = httpx.Timeout(owner.timeout, read=None)
+        while not self.cancelled:
+            began = time.monotonic()
+            try:
+                async with owner._client.stream("GET", path, timeout=timeout) as response:
+                    if response.status_code != 200:
+                        raise _ListenRefused(f"HTTP {response.status_code}")
+                    self._up()
+                    delay = owner.backoff_initial
+                    lines = iter_lines(response.aiter_raw(), owner.max_line, owner.stats)
+                    async for line in lines:
+                        parsed = parse_value_line(line, owner.stats)
+                        if parsed is not None and not self.cancelled:
+                            self._deliver(*parsed)
+                condition = "stream ended"
+            except asyncio.CancelledError:
+                raise
+            except (httpx.HTTPError, OSError, _ListenRefused) as exc:
+                condition = _describe(exc)
+            except Exception as exc:  # never let a listener die silently
+                log.exception("listen on %s: unexpected error", self.hex_key)
+                condition = _describe(exc)
+            self.connected = False
+            if self.cancelled:
+                return
+            owner.stats["listen_reconnects"] += 1
+            if condition != self._condition:
+                log.warning(
+                    "listen on %s via %s: %s; reconnecting with backoff",
+                    self.hex_key[:12],
+                    owner.base_url,
+                    condition,
+                )
+                self._condition = condition
+            if time.monotonic() - began > owner.backoff_cap:
+                delay = owner.backoff_initial  # the connection lived: not a tight failure loop
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, owner.backoff_cap)
+
+    def _up(self) -> None:
+        self.connected = True
+        if self._condition is not None:
+            log.info("listen on %s via %s: reconnected", self.hex_key[:12], self.owner.base_url)
+            self._condition = None
+
+    def _deliver(self, value: DhtValue, expired: bool) -> None:
+        """Run the callback on the loop; a failing callback must not kill the stream."""
+        try:
+            self.callback(value, expired)
+        except Exception:
+            log.exception("listen callback for %s failed", self.hex_key[:12])
+            self.owner.stats["callback_errors"] += 1
+
+
+class _ListenRefused(Exception):
+    """The proxy answered the listen request with an error status."""
