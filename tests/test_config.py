@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from z2z.cli import EXIT_CONFIG, main
-from z2z.config import ConfigError, build, check_settings, load_file, parse_rendezvous
+from z2z.config import ConfigError, build, check_settings, load_file
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -33,7 +33,7 @@ def test_file_then_flags_win(tmp_path: Path) -> None:
         ("ttl = \"ten\"\n", "ttl: expected a number"),
         ("ttl = 5\n", "ttl: 5 is outside"),
         ('type = ["ipp"]\n', "type: not a DNS-SD service type"),
-        ('rendezvous = "ftp://x"\n', "rendezvous: 'ftp://x' is not"),
+        ('rendezvous = "ftp://x"\n', "unsupported rendezvous URL 'ftp://x'"),
         ('site = "bad site!"\n', "not a valid site name"),
         ('host-template = "{host}"\n', "must contain {site}"),
         ('instance-template = "{nope} {site}"\n', "bad template"),
@@ -51,22 +51,15 @@ def test_refresh_must_be_below_ttl() -> None:
         build({}, {"ttl": 30, "refresh": 30.0})
 
 
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("http://10.0.0.1:8080", ("http", [("10.0.0.1", 8080)])),
-        ("opendht://a:4222,b", ("opendht", [("a", 4222), ("b", 4222)])),
-        ("opendht://[::1]:5000", ("opendht", [("::1", 5000)])),
-    ],
-)
-def test_rendezvous_urls(url: str, expected: tuple) -> None:
-    assert parse_rendezvous(url) == expected
+@pytest.mark.parametrize("url", ["http://10.0.0.1:8080", "opendht://a:4222,b", "opendht://[::1]:5000"])
+def test_good_rendezvous_urls(url: str) -> None:
+    assert check_settings({"rendezvous": url}) == {"rendezvous": url}
 
 
-@pytest.mark.parametrize("url", ["http://", "opendht://a:0", "opendht://a:xx", "dht://a", "http://a:99999"])
+@pytest.mark.parametrize("url", ["http://", "opendht://a:0", "opendht://a:xx", "dht://a", "opendht://::1:4222"])
 def test_bad_rendezvous_urls(url: str) -> None:
-    with pytest.raises(ConfigError):
-        parse_rendezvous(url)
+    with pytest.raises(ConfigError, match="rendezvous"):
+        check_settings({"rendezvous": url})
 
 
 def test_cli_bad_config_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

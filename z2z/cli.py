@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from z2z import __version__
-from z2z.config import FIELDS, ConfigError, GatewayConfig, build, check_settings, load_file, parse_rendezvous
+from z2z.config import FIELDS, ConfigError, GatewayConfig, build, check_settings, load_file
 
 EXIT_CONFIG = 2
 EXIT_RENDEZVOUS = 3
@@ -121,8 +121,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         try:
             config = config_from_args(args)
-            if config.rendezvous:
-                parse_rendezvous(config.rendezvous)
         except ConfigError as exc:
             print(f"z2z: {exc}", file=sys.stderr)
             return EXIT_CONFIG

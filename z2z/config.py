@@ -15,7 +15,6 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from z2z.protocol import valid_site
 from z2z.records import RecordError, host_label, normalize_type
@@ -99,8 +98,13 @@ def _types(key: str, v: Any) -> tuple[str, ...]:
 
 
 def _rendezvous(key: str, v: Any) -> str:
+    from z2z.rendezvous import open_rendezvous  # the one parser of rendezvous URLs
+
     v = _str(key, v)
-    parse_rendezvous(v)
+    try:
+        open_rendezvous(v)  # builds, does not connect
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
     return v
 
 
@@ -142,31 +146,6 @@ FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "log-level": _log_level,
 }
 assert {f.name.replace("_", "-") for f in fields(GatewayConfig)} == set(FIELDS)
-
-
-def parse_rendezvous(url: str) -> tuple[str, list[tuple[str, int]]]:
-    """Split a rendezvous URL into ("http", [(host, port)]) or ("opendht", [...])."""
-    parts = urlsplit(url)
-    if parts.scheme in ("http", "https"):
-        if not parts.hostname:
-            raise ConfigError(f"rendezvous: {url!r} has no host")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise ConfigError(f"rendezvous: {url!r} has a bad port") from None
-        return "http", [(parts.hostname, port)]
-    if parts.scheme == "opendht":
-        nodes = []
-        for item in url[len("opendht://") :].rstrip("/").split(","):
-            host, _, port_s = item.strip().rpartition(":") if ":" in item else (item, "", "4222")
-            host = host.strip("[]")
-            if not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
-                raise ConfigError(f"rendezvous: bad node {item!r} in {url!r} (want host:port)")
-            nodes.append((host, int(port_s)))
-        return "opendht", nodes
-    raise ConfigError(
-        f"rendezvous: {url!r} is not http://HOST:PORT (OpenDHT proxy) or opendht://HOST:PORT[,...]"
-    )
 
 
 def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
