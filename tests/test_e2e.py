@@ -24,7 +24,8 @@ T = "_ipp._tcp"
 TXT = ["txtvers=1", "rp=ipp/print", "note=Floor 2", "Color=T", "pdl=application/pdf,image/urf"]
 
 
-def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str) -> Proc:
+def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, leads: bool = True) -> Proc:
+    """Start `z2z run` on `host`; wait until it bridges (or, for a follower, until it runs)."""
     state = tb.workdir / f"state-{host}"
     proc = tb.spawn(
         host,
@@ -33,7 +34,7 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str) -> 
          *extra],
         name=f"{host}-z2z",
     )
-    proc.wait_line(r"bridging _ipp._tcp", timeout=30, stream="stderr")
+    proc.wait_line(r"bridging _ipp._tcp" if leads else r"started for site", timeout=30, stream="stderr")
     return proc
 
 
@@ -114,13 +115,14 @@ def test_printer_crosses_campuses_and_leaves(testbed: Testbed, kind: str) -> Non
 
 def test_two_gateways_on_one_link_never_reexport(testbed: Testbed) -> None:
     """Two campus-A gateways and one campus-B gateway: A's printer crosses once,
-    B's printer is imported on A, and no proxy is ever exported back."""
+    B's printer is imported on A once (only the island's leader bridges), and no
+    proxy is ever exported back."""
     tb = testbed
     tb.add_host("a-gw2", "a", 3)
     tb.add_host("b-printer", "b", 10)
     dht = tb.start_dht()
-    gateway(tb, "a-gw", "campus-a", dht.proxy_urls[0])
-    gateway(tb, "a-gw2", "campus-a", dht.proxy_urls[1])
+    gw_a = gateway(tb, "a-gw", "campus-a", dht.proxy_urls[0])
+    gw_a2 = gateway(tb, "a-gw2", "campus-a", dht.proxy_urls[1], leads=False)
     gateway(tb, "b-gw", "campus-b", dht.proxy_urls[1])
     watch_a = tb.spawn_tool("a-printer", "mdns_watch", "--type", T, name="a-watch")
     watch_b = tb.spawn_tool("b-client", "mdns_watch", "--type", T)
@@ -137,6 +139,10 @@ def test_two_gateways_on_one_link_never_reexport(testbed: Testbed) -> None:
     # campus B sees exactly one instance of A's printer
     names_b = {e["instance"] for e in watch_b.events() if e.get("event") == "up"}
     assert names_b == {"B Printer", "Campus Printer"}
+    # ...and campus A sees B's printer exactly once: one leader, no duplicate import
+    names_a = {e["instance"] for e in watch_a.events() if e.get("event") == "up"}
+    assert names_a == {"B Printer", "Campus Printer"}
+    assert "importing" not in gw_a2.stderr() and "importing 'B Printer'" in gw_a.stderr()
 
 
 def test_rendezvous_outage_keeps_imports_and_catches_up(testbed: Testbed) -> None:

@@ -48,6 +48,11 @@ def _run_parser(sub: Any) -> None:
     p.add_argument("--instance-template", help="name for colliding imports (default '{instance} ({site})')")
     p.add_argument("--host-template", help="proxied host name (default '{host}-{site}')")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--election", action=argparse.BooleanOptionalAction, default=None,
+                   help="elect one bridging leader per link and build the leaders' DHT (default on)")
+    p.add_argument("--rank", type=int, help="leader preference; higher wins (default 0)")
+    p.add_argument("--dht-port", type=int, metavar="PORT",
+                   help="UDP port of the leaders' embedded OpenDHT node (default 4222)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -74,6 +79,8 @@ def setup_logging(level: str) -> None:
     if not os.environ.get("JOURNAL_STREAM"):
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
+    for noisy in ("httpx", "httpcore", "apscheduler", "tzlocal", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 async def run_gateway(config: GatewayConfig) -> int:

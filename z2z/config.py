@@ -56,6 +56,9 @@ class GatewayConfig:
     instance_template: str = "{instance} ({site})"
     host_template: str = "{host}-{site}"
     log_level: str = "info"
+    election: bool = True
+    rank: int = 0
+    dht_port: int = 4222
 
 
 def _str(key: str, v: Any) -> str:
@@ -81,6 +84,12 @@ def _number(lo: float, hi: float, kind: type = float) -> Callable[[str, Any], An
         return kind(v)
 
     return check
+
+
+def _bool(key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{key}: expected true or false, got {v!r}")
+    return v
 
 
 def _site(key: str, v: Any) -> str:
@@ -144,6 +153,9 @@ FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "instance-template": _template("instance", "site"),
     "host-template": _template("host", "site"),
     "log-level": _log_level,
+    "election": _bool,
+    "rank": _number(-(2**31), 2**31 - 1, int),
+    "dht-port": _number(1, 65535, int),
 }
 assert {f.name.replace("_", "-") for f in fields(GatewayConfig)} == set(FIELDS)
 

@@ -20,21 +20,26 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
+import ifaddr
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from z2z import state as state_store
 from z2z.bridge import Action, Bridge, BridgeSettings, Publish, Put, Reject, Withdraw
 from z2z.config import GatewayConfig
+from z2z.leadership import GATEWAY_TYPE, Leadership
 from z2z.link.base import LinkBackend
-from z2z.records import Service
+from z2z.records import Service, routable_addresses
 from z2z.rendezvous.base import DhtValue, ListenHandle, Rendezvous, RendezvousError
+from z2z.stages import StageSettings
 
 log = logging.getLogger("z2z")
+STATUS_FILE = "status.json"
 
 
 class _KeyedSerial:
@@ -71,7 +76,7 @@ class _PutQueue:
     """Deliver puts to the rendezvous; newest version per instance wins; retry on failure."""
 
     def __init__(self, rendezvous: Rendezvous, on_state: Callable[[bool, str], None]) -> None:
-        self._rv = rendezvous
+        self.rendezvous = rendezvous  # may be switched (bridging moves to the leaders' DHT)
         self._pending: dict[tuple[str, str], Put] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -96,7 +101,7 @@ class _PutQueue:
             self._wake.clear()
             batch = dict(self._pending)
             results = await asyncio.gather(
-                *(self._rv.put(p.key, p.value_id, p.data) for p in batch.values()),
+                *(self.rendezvous.put(p.key, p.value_id, p.data) for p in batch.values()),
                 return_exceptions=True,
             )
             failed = False
@@ -133,7 +138,13 @@ class _PutQueue:
 
 
 class Gateway:
-    """One running gateway: a Bridge plus the adapters that feed and obey it."""
+    """One running gateway: a Bridge plus the adapters that feed and obey it.
+
+    With `config.election` (the default) a `Leadership` runs the stage machine:
+    the gateway bridges only while it leads its island, and bridging moves to the
+    leaders' own DHT once they have formed one.  Without it, the gateway bridges
+    from the start through the outside rendezvous.
+    """
 
     def __init__(
         self,
@@ -146,6 +157,8 @@ class Gateway:
         self.config = config
         self.link = link
         self.rendezvous = rendezvous
+        self.bridging_store: Rendezvous = rendezvous
+        self.bridging_via = "rendezvous"
         self.clock = clock
         self._state = state_store.load(config.state_dir)
         self.bridge = Bridge(
@@ -161,7 +174,26 @@ class Gateway:
                 host_template=config.host_template,
             ),
             last_seq=self._state.last_seq,
+            active=not config.election,
         )
+        self.leadership: Leadership | None = None
+        if config.election:
+            address = contact_address(config.interface)
+            self.leadership = Leadership(
+                self,
+                StageSettings(
+                    node=self._state.node,
+                    site=config.site,
+                    contact=f"{address}:{config.dht_port}" if ":" not in address
+                    else f"[{address}]:{config.dht_port}",
+                    network=config.network,
+                    rank=config.rank,
+                    incarnation=int(clock() * 1000),
+                    max_skew=config.max_skew,
+                ),
+                dht_port=config.dht_port,
+                address=address,
+            )
         self._link_ops = _KeyedSerial()
         self._puts: _PutQueue | None = None
         self._listens: list[ListenHandle] = []
@@ -181,31 +213,39 @@ class Gateway:
         await self.rendezvous.start()
         self._puts = _PutQueue(self.rendezvous, self._rendezvous_state)
         self._puts.start()
-        for service_type in self.config.type:
-            key = self.bridge.key_for(service_type)
-            self._listens.append(self.rendezvous.listen(key, self._listener_for(service_type)))
-        await self.link.start(self.config.type, self)
+        self._listen_all()
+        types = self.config.type + ((GATEWAY_TYPE,) if self.leadership else ())
+        await self.link.start(types, self)
         self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
         self._scheduler.add_job(self._tick, "interval", seconds=1.0, coalesce=True, max_instances=1)
         self._scheduler.add_job(
             self.anti_entropy, "interval", seconds=self.config.anti_entropy, coalesce=True, max_instances=1
         )
         self._scheduler.add_job(self._save_state, "interval", seconds=10.0, coalesce=True, max_instances=1)
+        self._scheduler.add_job(self.write_status, "interval", seconds=1.0, coalesce=True, max_instances=1)
         self._scheduler.start()
         asyncio.get_running_loop().create_task(self.anti_entropy())
         log.info(
-            "bridging %s for site %s in network %s (node %s)",
-            ", ".join(self.config.type), self.config.site, self.config.network, self.node_id,
+            "started for site %s in network %s (node %s), types %s",
+            self.config.site, self.config.network, self.node_id, ", ".join(self.config.type),
         )
+        if self.leadership is not None:
+            await self.leadership.start()
+        else:
+            self._log_bridging()
         self.started.set()
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Clean stop: tombstones for exports and goodbyes for imports, then close."""
+        """Clean stop: goodbyes for imports; tombstones for exports unless a follower takes over."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        successor = self.leadership is not None and bool(self.leadership.machine.island.peers)
+        if not successor:
+            self._execute(self.bridge.shutdown(self.clock()))
+        if self.leadership is not None:
+            await self.leadership.stop()  # goodbye on the link: a follower takes over at once
         for handle in self._listens:
             handle.cancel()
-        self._execute(self.bridge.shutdown(self.clock()))
         deadline = time.monotonic() + timeout
         if self._puts is not None:
             if not await self._puts.drain(timeout):
@@ -217,17 +257,64 @@ class Gateway:
         with contextlib.suppress(Exception):
             await self.rendezvous.close()
         self._save_state()
+        self.write_status(stopped=True)
         log.info("stopped")
+
+    # -- hooks for the stage machine (z2z.leadership) ------------------------
+
+    def set_bridging(self, active: bool) -> None:
+        self._execute(self.bridge.set_active(active, self.clock()))
+        if active:
+            self._log_bridging()
+
+    def bridge_via(self, store: Rendezvous, name: str) -> None:
+        """Move puts, listens and anti-entropy to `store`, and re-put every export there."""
+        if store is self.bridging_store:
+            return
+        log.info("bridging via the %s from now on", "leaders' DHT" if name == "dht" else "outside rendezvous")
+        for handle in self._listens:
+            handle.cancel()
+        self.bridging_store, self.bridging_via = store, name
+        assert self._puts is not None
+        self._puts.rendezvous = store
+        self._listen_all()
+        self.reput_exports()
+        asyncio.get_running_loop().create_task(self.anti_entropy())
+
+    def reput_exports(self) -> None:
+        self._execute(self.bridge.reput_all(self.clock()))
+
+    def submit_link_op(self, key: Hashable, work: Callable[[], Awaitable[None]]) -> None:
+        self._link_ops.submit(key, work)
+
+    def count_reject(self, reason: str) -> None:
+        self.bridge.stats.rejected[reason] += 1
+
+    def _log_bridging(self) -> None:
+        log.info("bridging %s for site %s", ", ".join(self.config.type), self.config.site)
 
     # -- events from the link (LinkListener) ---------------------------------
 
     def service_up(self, service: Service) -> None:
+        if service.type == GATEWAY_TYPE:
+            if self.leadership is not None:
+                self.leadership.peer_up(service)
+            return
         self._execute(self.bridge.local_up(service, self.clock()))
 
     def service_down(self, service_type: str, instance: str) -> None:
+        if service_type == GATEWAY_TYPE:
+            if self.leadership is not None:
+                self.leadership.peer_down(instance)
+            return
         self._execute(self.bridge.local_down(service_type, instance, self.clock()))
 
     # -- events from the rendezvous ------------------------------------------
+
+    def _listen_all(self) -> None:
+        store = self.bridging_store
+        types = self.config.type
+        self._listens = [store.listen(self.bridge.key_for(t), self._listener_for(t)) for t in types]
 
     def _listener_for(self, service_type: str) -> Callable[[DhtValue, bool], None]:
         def on_value(value: DhtValue, expired: bool) -> None:
@@ -238,9 +325,10 @@ class Gateway:
 
     async def anti_entropy(self) -> None:
         """Full `get` of every bridged type: repairs whatever listen missed."""
+        store = self.bridging_store
         for service_type in self.config.type:
             try:
-                values = await self.rendezvous.get(self.bridge.key_for(service_type))
+                values = await store.get(self.bridge.key_for(service_type))
             except RendezvousError as exc:
                 self._rendezvous_state(False, str(exc))
                 return
@@ -312,12 +400,42 @@ class Gateway:
                 log.error("%s", exc)
 
     def status(self) -> dict[str, Any]:
+        """What `z2z status` prints (JSON-friendly)."""
         return {
             "site": self.config.site,
             "network": self.config.network,
             "node": self.node_id,
+            "pid": os.getpid(),
+            "time": self.clock(),
+            "bridging": self.bridge.active,
+            "bridging_via": self.bridging_via,
+            "rendezvous": self.config.rendezvous,
             "rendezvous_ok": self._rendezvous_ok,
-            "exported": len(self.bridge.exports()),
-            "imported": len(self.bridge.imports()),
+            "exported": sorted(s.instance + "." + s.type for s in self.bridge.exports()),
+            "imported": sorted(f"{s.instance}.{s.type} (from {site})" for site, s in self.bridge.imports()),
             "rejected": dict(self.bridge.stats.rejected),
+            "stages": self.leadership.status() if self.leadership else None,
         }
+
+    def write_status(self, stopped: bool = False) -> None:
+        """Publish `status()` as <state-dir>/status.json for `z2z status` (atomic write)."""
+        doc = self.status()
+        doc["stopped"] = stopped
+        try:
+            state_store.write_json(self.config.state_dir, STATUS_FILE, doc)
+        except OSError as exc:
+            log.debug("cannot write status: %s", exc)
+
+
+def contact_address(interfaces: tuple[str, ...]) -> str:
+    """Our most useful address on the bridged link(s): routable IPv4, then routable IPv6."""
+    candidates: list[str] = []
+    for adapter in ifaddr.get_adapters():
+        ips = [ip.ip if isinstance(ip.ip, str) else ip.ip[0] for ip in adapter.ips]
+        if interfaces and adapter.nice_name not in interfaces and not set(ips) & set(interfaces):
+            continue
+        candidates += ips
+    routable = routable_addresses(candidates)
+    if routable:
+        return routable[0]
+    return candidates[0].split("%")[0] if candidates else "127.0.0.1"

@@ -56,8 +56,13 @@ def load(state_dir: str | os.PathLike[str]) -> GatewayState:
 
 def save(state_dir: str | os.PathLike[str], state: GatewayState) -> None:
     """Write the state atomically."""
+    write_json(state_dir, _FILE, {"node": state.node, "last_seq": state.last_seq})
+
+
+def write_json(state_dir: str | os.PathLike[str], name: str, doc: object) -> None:
+    """Write `doc` as JSON to <state_dir>/<name>: temp file, fsync, rename."""
     path = Path(state_dir)
-    data = json.dumps({"node": state.node, "last_seq": state.last_seq}).encode()
+    data = json.dumps(doc, indent=1).encode()
     try:
         fd, tmp = tempfile.mkstemp(dir=path, prefix=".state-")
         try:
@@ -65,7 +70,7 @@ def save(state_dir: str | os.PathLike[str], state: GatewayState) -> None:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, path / _FILE)
+            os.replace(tmp, path / name)
         except BaseException:
             os.unlink(tmp)
             raise

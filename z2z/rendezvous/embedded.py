@@ -232,6 +232,14 @@ class EmbeddedRendezvous:
             return False
         return True
 
+    def add_bootstrap(self, nodes: Sequence[tuple[str, int]]) -> None:
+        """Bootstrap the running node to more nodes (queued by OpenDHT: safe any time)."""
+        runner, _dht = self._running()
+        for host, port in nodes:
+            if (host, port) not in self.bootstrap:
+                self.bootstrap.append((host, port))
+            runner.bootstrap(host, str(port))
+
     # -- operations ------------------------------------------------------------
     async def put(self, key: bytes, value_id: int, data: bytes) -> None:
         runner, dht = self._running()

@@ -1,0 +1,286 @@
+"""Carries out the stage machine's actions (`z2z.stages`) for one running gateway.
+
+The machine decides; this module only does: it announces the gateway's
+`_z2z._udp` service on the link, reads and writes the `leaders` key, runs the
+leaders' embedded OpenDHT node, turns bridging on and off, and moves bridging
+between the outside rendezvous and the leaders' DHT.  Whatever it observes
+(peer announcements, registry contents, rendezvous health, DHT peers) goes back
+to the machine as events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from z2z.records import Service
+from z2z.rendezvous import EmbeddedRendezvous, RendezvousError, parse_bootstrap
+from z2z.rendezvous.base import Rendezvous
+from z2z.stages import (
+    TICK,
+    Action,
+    Announce,
+    BecomeLeader,
+    Bootstrap,
+    BridgeVia,
+    DhtStatus,
+    Goodbye,
+    JoinStructure,
+    LeadersRead,
+    PeerAnnounced,
+    PeerGoodbye,
+    ReadLeaders,
+    Register,
+    RendezvousDown,
+    RendezvousUp,
+    StageMachine,
+    StageSettings,
+    StartDht,
+    Started,
+    StepDown,
+    StopDht,
+    Stopping,
+    Store,
+    WireError,
+    decode_record,
+    encode_record,
+    from_txt,
+    instance_name,
+    leaders_key,
+    to_txt,
+)
+
+if TYPE_CHECKING:
+    from z2z.runtime import Gateway
+
+log = logging.getLogger("z2z.leadership")
+
+GATEWAY_TYPE = "_z2z._udp"
+TICK_MAX = 0.25  # feed a Tick at least this often
+DHT_STATUS_EVERY = 2.0
+
+
+def txt_dict(strings: tuple[bytes, ...]) -> dict[str, bytes]:
+    """DNS-SD TXT strings as key → value (RFC 6763 §6.4: first occurrence wins)."""
+    out: dict[str, bytes] = {}
+    for s in strings:
+        key, _, value = s.partition(b"=")
+        name = key.decode("ascii", errors="replace").lower()
+        out.setdefault(name, value)
+    return out
+
+
+def parse_instance(instance: str) -> tuple[str, int] | None:
+    """(node, incarnation) from a `_z2z._udp` instance name, or None."""
+    parts = instance.split("-")
+    if len(parts) != 3 or parts[0] != "z2z" or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
+
+
+class Leadership:
+    """The stage machine of one gateway, wired to its link, rendezvous and DHT."""
+
+    def __init__(self, gateway: Gateway, settings: StageSettings, *, dht_port: int, address: str) -> None:
+        self.gateway = gateway
+        self.machine = StageMachine(settings)
+        self.settings = settings
+        self.dht_port = dht_port
+        self.address = address  # our routable address on the link: the host record of the announcement
+        self.dht: EmbeddedRendezvous | None = None
+        self._ops: asyncio.Queue[Action] = asyncio.Queue()  # DHT actions, strictly in order
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rendezvous_up: bool | None = None
+
+    @property
+    def instance(self) -> str:
+        return instance_name(self.settings.node, self.settings.incarnation)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._ticker()),
+            loop.create_task(self._dht_worker()),
+            loop.create_task(self._dht_status()),
+        ]
+        self.handle(Started())
+
+    async def stop(self) -> None:
+        """Hand over at once: goodbye on the link, step down, stop the leaders' DHT node."""
+        self.handle(Stopping())
+        await self._ops.join()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.dht is not None:
+            await self.dht.close()
+            self.dht = None
+
+    # -- events in -------------------------------------------------------------
+
+    def handle(self, event: object) -> None:
+        self._do(self.machine.handle(event, self.gateway.clock()))
+
+    def peer_up(self, service: Service) -> None:
+        try:
+            info = from_txt(txt_dict(service.txt))
+        except WireError as exc:
+            log.debug("ignoring a _z2z._udp announcement (%s): %s", service.instance, exc)
+            return
+        self.handle(PeerAnnounced(info))
+
+    def peer_down(self, instance: str) -> None:
+        parsed = parse_instance(instance)
+        if parsed is not None:
+            self.handle(PeerGoodbye(*parsed))
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(min(TICK_MAX, max(0.0, self.machine.next_deadline() - self.gateway.clock())))
+            self.handle(TICK)
+
+    # -- actions out -----------------------------------------------------------
+
+    def _do(self, actions: list[Action]) -> None:
+        gw = self.gateway
+        for action in actions:
+            if isinstance(action, Announce):
+                txt = tuple(f"{k}={v}".encode() for k, v in to_txt(action.info).items())
+                svc = Service(GATEWAY_TYPE, self.instance, f"z2zgw-{self.settings.node}",
+                              self.dht_port, txt, (self.address,))
+                gw.submit_link_op((GATEWAY_TYPE, self.instance), functools.partial(self._publish, svc))
+            elif isinstance(action, Goodbye):
+                gw.submit_link_op((GATEWAY_TYPE, self.instance),
+                                  lambda: gw.link.withdraw(GATEWAY_TYPE, self.instance))
+            elif isinstance(action, BecomeLeader):
+                log.info("leading the island of site %s", self.settings.site)
+                gw.set_bridging(True)
+            elif isinstance(action, StepDown):
+                log.info("no longer leading (%s)", action.reason)
+                gw.set_bridging(False)
+            elif isinstance(action, Register):
+                asyncio.get_running_loop().create_task(self._register(action))
+            elif isinstance(action, ReadLeaders):
+                asyncio.get_running_loop().create_task(self._read_leaders(action.store))
+            else:  # StartDht, Bootstrap, JoinStructure, StopDht, BridgeVia: in order
+                self._ops.put_nowait(action)
+
+    async def _publish(self, svc: Service) -> None:
+        await self.gateway.link.publish(svc)
+
+    def _store(self, store: Store) -> Rendezvous | None:
+        return self.gateway.rendezvous if store is Store.RENDEZVOUS else self.dht
+
+    async def _register(self, action: Register) -> None:
+        rv = self._store(action.store)
+        if rv is None:
+            return
+        try:
+            await rv.put(leaders_key(self.settings.network), secrets.randbits(63) | 1,
+                         encode_record(action.record))
+        except RendezvousError as exc:
+            self._outside_health(action.store, False, str(exc))
+        else:
+            self._outside_health(action.store, True, "")
+
+    async def _read_leaders(self, store: Store) -> None:
+        rv = self._store(store)
+        if rv is None:
+            return
+        try:
+            values = await rv.get(leaders_key(self.settings.network))
+        except RendezvousError as exc:
+            self._outside_health(store, False, str(exc))
+            return
+        self._outside_health(store, True, "")
+        records = []
+        for value in values:
+            try:
+                records.append(decode_record(value.data))
+            except WireError:
+                self.gateway.count_reject("bad-leader-record")
+        self.handle(LeadersRead(tuple(records), store))
+
+    def _outside_health(self, store: Store, ok: bool, detail: str) -> None:
+        if store is not Store.RENDEZVOUS or ok == self._rendezvous_up:
+            return
+        self._rendezvous_up = ok
+        if not ok:
+            log.warning("outside rendezvous unreachable for the leaders registry: %s", detail)
+        self.handle(RendezvousUp() if ok else RendezvousDown())
+
+    # -- the leaders' DHT ------------------------------------------------------
+
+    async def _dht_worker(self) -> None:
+        while True:
+            action = await self._ops.get()
+            try:
+                await self._dht_action(action)
+            except Exception:
+                log.exception("leaders' DHT action %s failed", type(action).__name__)
+            finally:
+                self._ops.task_done()
+
+    async def _dht_action(self, action: Action) -> None:
+        gw = self.gateway
+        if isinstance(action, StartDht):
+            if self.dht is not None:
+                await self.dht.close()
+            contacts = [c for c in action.bootstrap if c]
+            log.info("starting the leaders' DHT (structure %s, network id %#x, bootstrap %s)",
+                     action.structure, action.network_id, ", ".join(contacts) or "none: founding")
+            dht = EmbeddedRendezvous(
+                parse_bootstrap(",".join(contacts)) if contacts else [],
+                port=self.dht_port, network_id=action.network_id, bootstrap_timeout=2.0,
+            )
+            try:
+                await dht.start()
+            except RendezvousError as exc:
+                log.error("cannot start the leaders' DHT: %s", exc)
+                return
+            self.dht = dht
+            self.handle(DhtStatus(await self._peers(), ()))
+        elif isinstance(action, Bootstrap | JoinStructure):
+            if self.dht is None:
+                return
+            self.dht.add_bootstrap(parse_bootstrap(",".join(action.contacts)))
+            if isinstance(action, JoinStructure):
+                log.info("joining structure %s via %s", action.structure, ", ".join(action.contacts))
+                if gw.bridging_store is self.dht:
+                    gw.reput_exports()
+        elif isinstance(action, StopDht):
+            if self.dht is not None:
+                if gw.bridging_store is self.dht:
+                    gw.bridge_via(gw.rendezvous, "rendezvous")
+                await self.dht.close()
+                self.dht = None
+        elif isinstance(action, BridgeVia):
+            target = self._store(action.store)
+            if target is not None:
+                gw.bridge_via(target, action.store.value)
+
+    async def _peers(self) -> int:
+        if self.dht is None:
+            return 0
+        try:
+            info: dict[str, Any] = await self.dht.node_info()
+        except RendezvousError:
+            return 0
+        return int(info.get("peers", 0))
+
+    async def _dht_status(self) -> None:
+        while True:
+            await asyncio.sleep(DHT_STATUS_EVERY)
+            if self.dht is not None:
+                self.handle(DhtStatus(await self._peers(), ()))
+
+    def status(self) -> dict[str, Any]:
+        return self.machine.status()
