@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -55,12 +56,74 @@ def _run_parser(sub: Any) -> None:
                    help="UDP port of the leaders' embedded OpenDHT node (default 4222)")
 
 
+def _status_parser(sub: Any) -> None:
+    p = sub.add_parser("status", help="show a running gateway's stage, island, DHT and services")
+    p.add_argument("--state-dir", metavar="DIR", help="the gateway's state directory (default as for run)")
+    p.add_argument("--config", metavar="FILE", help="take state-dir from this config file")
+    p.add_argument("--json", action="store_true", help="print the raw status document")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="z2z", description="Zeroconf-to-Zeroconf gateway")
     parser.add_argument("--version", action="version", version=f"z2z {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    _status_parser(sub)
     return parser
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def show_status(args: argparse.Namespace) -> int:
+    """Print the status document a running gateway keeps in its state dir."""
+    from z2z.config import default_state_dir
+    from z2z.runtime import STATUS_FILE
+
+    state_dir = args.state_dir or (load_file(args.config).get("state-dir") if args.config else None)
+    path = os.path.join(state_dir or default_state_dir(), STATUS_FILE)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        print(f"z2z: no gateway status at {path} (is a gateway running with this --state-dir?)",
+              file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"z2z: cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    running = not doc.get("stopped") and _alive(doc.get("pid"))
+    doc["running"] = running
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return 0 if running else 1
+    st = doc.get("stages") or {}
+    lines = [
+        f"gateway   {doc.get('site')} (node {doc.get('node')}, network {doc.get('network')}): "
+        + ("running" if running else "NOT running (last status shown)"),
+        f"stage     {st.get('stage', '-')} ({st.get('state', 'no election')})",
+        f"leader    {st.get('leader') or '-'}" + ("  <- this gateway" if doc.get("bridging") else ""),
+        "island    " + (", ".join(f"{p['node']} ({p['site']}, rank {p['rank']}, {p['state']})"
+                                  for p in st.get("island", [])) or "alone"),
+        f"dht       structure {st.get('structure') or '-'}, {st.get('structure_size', 0)} leaders, "
+        f"{st.get('dht_peers', 0)} peers; bridging via {doc.get('bridging_via')}",
+        f"rendezvous {doc.get('rendezvous') or 'public OpenDHT'}: "
+        + ("reachable" if doc.get("rendezvous_ok") else "UNREACHABLE"),
+        f"exported  {len(doc.get('exported', []))}: " + ", ".join(doc.get("exported", [])),
+        f"imported  {len(doc.get('imported', []))}: " + ", ".join(doc.get("imported", [])),
+        "rejected  " + (", ".join(f"{k}={v}" for k, v in sorted(doc.get("rejected", {}).items())) or "none"),
+    ]
+    print("\n".join(lines))
+    return 0 if running else 1
 
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
@@ -133,6 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CONFIG
         setup_logging(config.log_level)
         return asyncio.run(run_gateway(config))
+    if args.command == "status":
+        try:
+            return show_status(args)
+        except ConfigError as exc:
+            print(f"z2z: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     parser.error(f"unknown command {args.command}")
     return EXIT_CONFIG
 

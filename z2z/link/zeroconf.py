@@ -32,6 +32,7 @@ from zeroconf import (
     BadTypeInNameException,
     DNSPointer,
     DNSQuestionType,
+    DNSService,
     IPVersion,
     NonUniqueNameException,
     NotRunningException,
@@ -542,12 +543,12 @@ class ZeroconfLink:
     def _rename_if_taken(self, aiozc: AsyncZeroconf, info: ServiceInfo, instance: str) -> None:
         """Pick ``instance``, ``instance-2``, ... whichever no one on the link uses."""
         n = 2
-        while self._name_taken(aiozc.zeroconf, info.type, info.name):
+        while self._name_taken(aiozc.zeroconf, info.type, info.name, info):
             suffix = f"-{n}"
             info.name = f"{truncate_label(instance, MAX_LABEL - len(suffix))}{suffix}.{info.type}"
             n += 1
 
-    def _name_taken(self, zc: Zeroconf, fq_type: str, name: str) -> bool:
+    def _name_taken(self, zc: Zeroconf, fq_type: str, name: str, info: ServiceInfo | None = None) -> bool:
         key = name.lower()
         if zc.registry.async_get_info_name(key) is not None:
             return True
@@ -558,6 +559,13 @@ class ZeroconfLink:
         if key in self._withdrawn:
             return False  # the cached PTR is our own goodbye echo
         now = current_time_millis()
+        if info is not None and info.server is not None:
+            # The same proxy, still cached from a gateway that led this island before
+            # (z2z hosts are per origin site): taking it over is no conflict.
+            srvs = [r for r in zc.cache.entries_with_name(key)
+                    if isinstance(r, DNSService) and not r.is_expired(now)]
+            if srvs and all(r.server.lower() == info.server.lower() and r.port == info.port for r in srvs):
+                return False
         return any(
             isinstance(rec, DNSPointer) and not rec.is_expired(now) and rec.alias.lower() == key
             for rec in zc.cache.entries_with_name(fq_type)
