@@ -63,12 +63,25 @@ def _status_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the raw status document")
 
 
+def _query_parsers(sub: Any) -> None:
+    for name, helptext in (("browse", "list every site's instances of a type (like dns-sd -B)"),
+                           ("resolve", "show one instance: host, addresses, port, TXT (like dns-sd -L)")):
+        p = sub.add_parser(name, help=helptext, description=helptext)
+        p.add_argument("--rendezvous", metavar="URL", help="as for run (default: the public OpenDHT network)")
+        p.add_argument("--network", default="z2z", help="z2z network name (default z2z)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "resolve":
+            p.add_argument("instance", help="instance name, e.g. 'Campus Printer'")
+        p.add_argument("type", help="service type, e.g. _ipp._tcp")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="z2z", description="Zeroconf-to-Zeroconf gateway")
     parser.add_argument("--version", action="version", version=f"z2z {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     _status_parser(sub)
+    _query_parsers(sub)
     return parser
 
 
@@ -185,6 +198,49 @@ async def run_gateway(config: GatewayConfig) -> int:
     return 0
 
 
+def query(args: argparse.Namespace) -> int:
+    """`z2z browse` / `z2z resolve`: read the rendezvous directly, print what is live."""
+    from z2z.query import as_json, fetch
+    from z2z.records import RecordError, normalize_type
+    from z2z.rendezvous.base import RendezvousError
+
+    try:
+        service_type = normalize_type(args.type)
+        flags = {"network": args.network} | ({"rendezvous": args.rendezvous} if args.rendezvous else {})
+        check_settings(flags)
+    except (RecordError, ConfigError) as exc:
+        print(f"z2z: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        found = asyncio.run(fetch(args.rendezvous, args.network, service_type))
+    except RendezvousError as exc:
+        print(f"z2z: cannot read the rendezvous {args.rendezvous or 'public OpenDHT'}: {exc}",
+              file=sys.stderr)
+        return EXIT_RENDEZVOUS
+    envs = found.envelopes
+    if args.command == "resolve":
+        envs = [e for e in envs if e.service.instance == args.instance]
+        if not envs:
+            print(f"z2z: no live instance {args.instance!r} of {service_type} in network {args.network}",
+                  file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps([as_json(e) for e in envs], indent=2))
+    elif args.command == "browse":
+        print(f"{'instance':40} {'site':20} {'port':>5}  address")
+        for e in envs:
+            print(f"{e.service.instance:40} {e.site:20} {e.service.port:>5}  "
+                  + " ".join(e.service.addresses))
+    else:
+        for e in envs:
+            s = e.service
+            print(f"{s.instance}.{s.type} (site {e.site}) can be reached at {s.host}.local.:{s.port}")
+            print(f"  addresses: {' '.join(s.addresses)}")
+            print("  TXT: " + " ".join(t.decode("utf-8", errors="backslashreplace") for t in s.txt))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -196,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CONFIG
         setup_logging(config.log_level)
         return asyncio.run(run_gateway(config))
+    if args.command in ("browse", "resolve"):
+        return query(args)
     if args.command == "status":
         try:
             return show_status(args)

@@ -110,6 +110,7 @@ class Leadership:
             loop.create_task(self._dht_status()),
         ]
         self.handle(Started())
+        self._outside_health(Store.RENDEZVOUS, True, "")  # Gateway.start() just reached it
 
     async def stop(self) -> None:
         """Hand over at once: goodbye on the link, step down, stop the leaders' DHT node."""

@@ -201,6 +201,7 @@ class Gateway:
         self._rendezvous_ok = True
         self._logged_rejects: set[str] = set()
         self.started = asyncio.Event()
+        self.stopping = False
 
     @property
     def node_id(self) -> str:
@@ -235,27 +236,33 @@ class Gateway:
             self._log_bridging()
         self.started.set()
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    async def stop(self, timeout: float = 3.0) -> None:
         """Clean stop: goodbyes for imports; tombstones for exports unless a follower takes over."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         successor = self.leadership is not None and bool(self.leadership.machine.island.peers)
         if not successor:
             self._execute(self.bridge.shutdown(self.clock()))
+        deadline = time.monotonic() + timeout
+        # Tombstones go out through the store bridging uses now (perhaps the leaders'
+        # DHT), before leadership stops that store.
+        if self._puts is not None and not await self._puts.drain(timeout):
+            log.warning("could not deliver every tombstone before stopping")
+        self.stopping = True
         if self.leadership is not None:
-            await self.leadership.stop()  # goodbye on the link: a follower takes over at once
+            try:  # goodbye on the link: a follower takes over at once
+                await asyncio.wait_for(self.leadership.stop(), timeout)
+            except TimeoutError:
+                log.warning("the leaders' DHT node did not stop within %g s", timeout)
         for handle in self._listens:
             handle.cancel()
-        deadline = time.monotonic() + timeout
         if self._puts is not None:
-            if not await self._puts.drain(timeout):
-                log.warning("could not deliver every tombstone before stopping")
             await self._puts.close()
         await self._link_ops.drain(max(0.1, deadline - time.monotonic()))
         with contextlib.suppress(Exception):
             await self.link.close()
-        with contextlib.suppress(Exception):
-            await self.rendezvous.close()
+        with contextlib.suppress(Exception, TimeoutError):
+            await asyncio.wait_for(self.rendezvous.close(), timeout)
         self._save_state()
         self.write_status(stopped=True)
         log.info("stopped")
@@ -269,7 +276,7 @@ class Gateway:
 
     def bridge_via(self, store: Rendezvous, name: str) -> None:
         """Move puts, listens and anti-entropy to `store`, and re-put every export there."""
-        if store is self.bridging_store:
+        if store is self.bridging_store or self.stopping:
             return
         log.info("bridging via the %s from now on", "leaders' DHT" if name == "dht" else "outside rendezvous")
         for handle in self._listens:
