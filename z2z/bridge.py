@@ -149,6 +149,10 @@ class Bridge:
     def exports(self) -> list[Service]:
         return [e.service for e in self._exports.values()]
 
+    def catalogue(self) -> list[Service]:
+        """Everything this gateway can vouch for: local services and published imports."""
+        return list(self._local.values()) + [svc for _, svc in self.imports()]
+
     def imports(self) -> list[tuple[str, Service]]:
         """(origin site, service as published on the link) for every live import."""
         return [

@@ -49,6 +49,10 @@ def _run_parser(sub: Any) -> None:
     p.add_argument("--instance-template", help="name for colliding imports (default '{instance} ({site})')")
     p.add_argument("--host-template", help="proxied host name (default '{host}-{site}')")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--dns-listen", metavar="ADDR:PORT",
+                   help="serve bridged services as unicast DNS-SD here (dig, dns-sd, avahi-browse -d)")
+    p.add_argument("--dns-domain", metavar="DOMAIN",
+                   help="the DNS-SD domain served with --dns-listen (default z2z.home.arpa.)")
     p.add_argument("--election", action=argparse.BooleanOptionalAction, default=None,
                    help="elect one bridging leader per link and build the leaders' DHT (default on)")
     p.add_argument("--rank", type=int, help="leader preference; higher wins (default 0)")

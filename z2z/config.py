@@ -10,6 +10,7 @@ gives one), never a traceback.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Callable, Mapping
@@ -56,6 +57,8 @@ class GatewayConfig:
     instance_template: str = "{instance} ({site})"
     host_template: str = "{host}-{site}"
     log_level: str = "info"
+    dns_listen: str | None = None
+    dns_domain: str = "z2z.home.arpa."
     election: bool = True
     rank: int = 0
     dht_port: int = 4222
@@ -90,6 +93,25 @@ def _bool(key: str, v: Any) -> bool:
     if not isinstance(v, bool):
         raise ConfigError(f"{key}: expected true or false, got {v!r}")
     return v
+
+
+def _listen(key: str, v: Any) -> str:
+    from z2z.dns import parse_listen
+
+    v = _str(key, v)
+    try:
+        parse_listen(v)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    return v
+
+
+def _domain(key: str, v: Any) -> str:
+    v = _str(key, v).strip()
+    labels = v.rstrip(".").split(".")
+    if not all(re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", lbl) for lbl in labels):
+        raise ConfigError(f"{key}: {v!r} is not a DNS domain name")
+    return v.rstrip(".") + "."
 
 
 def _site(key: str, v: Any) -> str:
@@ -153,6 +175,8 @@ FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "instance-template": _template("instance", "site"),
     "host-template": _template("host", "site"),
     "log-level": _log_level,
+    "dns-listen": _listen,
+    "dns-domain": _domain,
     "election": _bool,
     "rank": _number(-(2**31), 2**31 - 1, int),
     "dht-port": _number(1, 65535, int),

@@ -32,8 +32,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from z2z import state as state_store
 from z2z.bridge import Action, Bridge, BridgeSettings, Publish, Put, Reject, Withdraw
 from z2z.config import GatewayConfig
+from z2z.dns import DnsSdServer, DnsSdZone, parse_listen
 from z2z.leadership import GATEWAY_TYPE, Leadership
-from z2z.link.base import LinkBackend
+from z2z.link.base import LinkBackend, LinkError
 from z2z.records import Service, routable_addresses
 from z2z.rendezvous.base import DhtValue, ListenHandle, Rendezvous, RendezvousError
 from z2z.stages import StageSettings
@@ -200,6 +201,8 @@ class Gateway:
         self._scheduler: AsyncIOScheduler | None = None
         self._rendezvous_ok = True
         self._logged_rejects: set[str] = set()
+        self.dns: DnsSdServer | None = None
+        self._dns_dirty = False
         self.started = asyncio.Event()
         self.stopping = False
 
@@ -217,13 +220,25 @@ class Gateway:
         self._listen_all()
         types = self.config.type + ((GATEWAY_TYPE,) if self.leadership else ())
         await self.link.start(types, self)
+        if self.config.dns_listen:
+            host, port = parse_listen(self.config.dns_listen)
+            self.dns = DnsSdServer(DnsSdZone(self.config.dns_domain, self.bridge.catalogue()), host, port)
+            try:
+                await self.dns.start()
+            except OSError as exc:
+                raise LinkError(f"cannot serve DNS on {self.config.dns_listen}: {exc.strerror}") from None
+            log.info("serving DNS-SD for %s on %s", self.config.dns_domain, self.config.dns_listen)
         self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
-        self._scheduler.add_job(self._tick, "interval", seconds=1.0, coalesce=True, max_instances=1)
-        self._scheduler.add_job(
-            self.anti_entropy, "interval", seconds=self.config.anti_entropy, coalesce=True, max_instances=1
+        # Every job is a coroutine: AsyncIOScheduler runs plain functions in a thread
+        # pool, and the bridge must only ever be touched from the event loop.
+        jobs = (
+            (self._tick, 1.0),
+            (self.anti_entropy, self.config.anti_entropy),
+            (self._save_state_job, 10.0),
+            (self._status_job, 1.0),
         )
-        self._scheduler.add_job(self._save_state, "interval", seconds=10.0, coalesce=True, max_instances=1)
-        self._scheduler.add_job(self.write_status, "interval", seconds=1.0, coalesce=True, max_instances=1)
+        for job, every in jobs:
+            self._scheduler.add_job(job, "interval", seconds=every, coalesce=True, max_instances=1)
         self._scheduler.start()
         asyncio.get_running_loop().create_task(self.anti_entropy())
         log.info(
@@ -259,6 +274,8 @@ class Gateway:
         if self._puts is not None:
             await self._puts.close()
         await self._link_ops.drain(max(0.1, deadline - time.monotonic()))
+        if self.dns is not None:
+            await self.dns.close()
         with contextlib.suppress(Exception):
             await self.link.close()
         with contextlib.suppress(Exception, TimeoutError):
@@ -344,12 +361,27 @@ class Gateway:
             for value in values:
                 self._execute(self.bridge.remote_value(service_type, value.data, now))
 
-    def _tick(self) -> None:
+    async def _tick(self) -> None:
         self._execute(self.bridge.tick(self.clock()))
+
+    async def _save_state_job(self) -> None:
+        self._save_state()
+
+    async def _status_job(self) -> None:
+        self.write_status()
 
     # -- actions -------------------------------------------------------------
 
+    def _refresh_dns(self) -> None:
+        """Rebuild the DNS-SD zone once per burst of changes (called soon after them)."""
+        self._dns_dirty = False
+        if self.dns is not None:
+            self.dns.zone.update(self.bridge.catalogue())
+
     def _execute(self, actions: list[Action]) -> None:
+        if self.dns is not None and not self._dns_dirty:
+            self._dns_dirty = True  # local or remote news: the zone follows on the next loop turn
+            asyncio.get_running_loop().call_soon(self._refresh_dns)
         for action in actions:
             if isinstance(action, Put):
                 level = logging.DEBUG if action.why == "refresh" else logging.INFO
