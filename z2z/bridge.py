@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from z2z import protocol
+from z2z.policy import FilterStats, Policy
 from z2z.protocol import Envelope, ProtocolError
 from z2z.records import (
     RecordError,
@@ -50,6 +51,13 @@ class BridgeSettings:
     host_template: str = "{host}-{site}"
     export: bool = True
     import_: bool = True
+    # The admin's filters (z2z.policy); None bridges `types` both ways.
+    policy: Policy | None = None
+
+    def effective_policy(self) -> Policy:
+        if self.policy is not None:
+            return self.policy
+        return Policy.make(self.types if self.export else (), self.types if self.import_ else ())
 
 
 # ---------------------------------------------------------------------------
@@ -134,7 +142,8 @@ class Bridge:
         # Only an island's leader bridges (z2z.stages); followers track everything
         # (local services, remote versions) so that a takeover publishes at once.
         self.active = active
-        self._types = frozenset(settings.types)
+        self.policy = settings.effective_policy()
+        self.filtered = FilterStats()  # what each filter rule stopped (z2z status)
         self._keys = {t: protocol.type_key(settings.network, t) for t in settings.types}
         self._local: dict[tuple[str, str], Service] = {}
         self._exports: dict[tuple[str, str], _Export] = {}
@@ -144,7 +153,10 @@ class Bridge:
     # -- queries -------------------------------------------------------------
 
     def key_for(self, service_type: str) -> bytes:
-        return self._keys[service_type]
+        key = self._keys.get(service_type)
+        if key is None:  # a type discovered at run time ("*") or added by a reload
+            key = self._keys[service_type] = protocol.type_key(self.settings.network, service_type)
+        return key
 
     def exports(self) -> list[Service]:
         return [e.service for e in self._exports.values()]
@@ -165,8 +177,8 @@ class Bridge:
 
     def local_up(self, service: Service, now: float) -> list[Action]:
         """A service was resolved on the link (new or changed)."""
-        if service.type not in self._types:
-            return []
+        if not (self.policy.exports_type(service.type) or self.policy.imports_type(service.type)):
+            return []  # neither bridged way; import-only types are kept for name collisions
         if service.host.endswith(PROXY_MARK):
             return []  # a proxy published by some z2z gateway: never re-export it
         try:
@@ -180,6 +192,10 @@ class Bridge:
     def _export(self, service: Service, now: float) -> list[Action]:
         if not self.settings.export or not self.active:
             return []
+        stop = self.policy.export_verdict(service)
+        if stop is not None:  # filtered: never reaches the DHT (and a tombstone if it was there)
+            self.filtered.stopped(stop, service.key)
+            return self._unexport(service.key, now)
         actions: list[Action] = []
         addresses = routable_addresses(service.addresses)
         if not addresses:
@@ -225,7 +241,7 @@ class Bridge:
 
     def remote_value(self, service_type: str, data: bytes, now: float) -> list[Action]:
         """A value arrived from the rendezvous under `service_type`'s key."""
-        if not self.settings.import_ or service_type not in self._types:
+        if not self.settings.import_ or not self.policy.imports_type(service_type):
             return []
         try:
             env = protocol.decode(data)
@@ -237,6 +253,10 @@ class Bridge:
             return [self._reject("wrong-key", f"{env.service.type} under {service_type}")]
         if env.site == self.settings.site:
             return []  # our own export, echoed back: never import it
+        stop = self.policy.import_verdict(env.site, env.service)
+        if stop is not None:  # filtered: never reaches the link
+            self.filtered.stopped(stop, (env.site, env.service.type, env.service.instance))
+            return []
         skew = self.settings.max_skew
         if env.ts > now + skew:
             return [self._reject("from-future", f"{env.site}/{env.service.instance}")]
@@ -295,6 +315,45 @@ class Bridge:
     def reput_all(self, now: float) -> list[Action]:
         """New versions of every export, e.g. after bridging moved to another store."""
         return [self._put(key, now, "refresh") for key in list(self._exports)]
+
+    def reconfigure(self, settings: BridgeSettings, now: float) -> list[Action]:
+        """New filters, templates or timers (a reload); identity (site, network, node) stays.
+
+        What is still allowed stays bridged untouched; imports the new policy stops
+        are withdrawn, exports it stops get tombstones, local services it now allows
+        are exported.  Newly allowed remote values arrive with the next `get`.
+        Proxies whose host or instance name the new templates change are re-published.
+        """
+        old = self.settings
+        self.settings = replace(settings, site=old.site, network=old.network, node=old.node)
+        self.policy = self.settings.effective_policy()
+        actions: list[Action] = []
+        for ikey, imp in list(self._imports.items()):
+            if imp.origin is None:
+                continue
+            stop = self.policy.import_verdict(ikey[0], imp.origin)
+            if stop is None and self.settings.import_:
+                continue
+            self.filtered.stopped(stop or "import", ikey)
+            del self._imports[ikey]
+            if imp.published is not None:
+                actions.append(Withdraw(imp.published.type, imp.published.instance, ikey[0]))
+        renaming = (old.host_template, old.instance_template) != (
+            self.settings.host_template, self.settings.instance_template)
+        if renaming and self.active:
+            for (site, _, _), imp in self._imports.items():
+                if imp.origin is None or imp.published is None:
+                    continue
+                before, imp.published = imp.published, None
+                imp.published = self._proxy_for(imp.origin, site, None)
+                if imp.published != before:
+                    actions += [Withdraw(before.type, before.instance, site), Publish(imp.published, site)]
+        if not self.settings.export:
+            for key in list(self._exports):
+                actions += self._unexport(key, now)
+        for service in list(self._local.values()):
+            actions += self._export(service, now)
+        return actions
 
     def renamed(self, site: str, service: Service, actual_instance: str) -> None:
         """The link backend had to publish `service` under another instance name."""

@@ -18,7 +18,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from z2z import __version__
-from z2z.config import FIELDS, ConfigError, GatewayConfig, build, check_settings, load_file
+from z2z.config import (
+    DEFAULT_CONFIG,
+    FIELD_DOCS,
+    FIELDS,
+    ConfigError,
+    GatewayConfig,
+    build,
+    check_file,
+    check_settings,
+    load_file,
+)
 
 EXIT_CONFIG = 2
 EXIT_RENDEZVOUS = 3
@@ -29,7 +39,8 @@ log = logging.getLogger("z2z")
 
 def _run_parser(sub: Any) -> None:
     p = sub.add_parser("run", help="run a gateway", description="Bridge DNS-SD services of this link.")
-    p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as these flags")
+    p.add_argument("--config", metavar="FILE",
+                   help=f"TOML file with the same keys as these flags ({DEFAULT_CONFIG} if it exists)")
     p.add_argument("--site", help="this site's name (default: the host name)")
     p.add_argument("--interface", action="append", metavar="NAME|ADDRESS",
                    help="link to bridge (repeatable; default: all)")
@@ -58,6 +69,21 @@ def _run_parser(sub: Any) -> None:
     p.add_argument("--rank", type=int, help="leader preference; higher wins (default 0)")
     p.add_argument("--dht-port", type=int, metavar="PORT",
                    help="UDP port of the leaders' embedded OpenDHT node (default 4222)")
+    # Filters (z2z.policy).  A bare --export-types / --import-types is an empty list.
+    for key in ("export-types", "import-types"):
+        p.add_argument(f"--{key}", nargs="*", action="extend", metavar="TYPE", help=FIELD_DOCS[key])
+    for key, metavar in (("deny-types", "TYPE"), ("export-allow", "GLOB"), ("export-deny", "GLOB"),
+                         ("import-allow", "GLOB"), ("import-deny", "GLOB"), ("import-from", "SITE"),
+                         ("import-never-from", "SITE")):
+        p.add_argument(f"--{key}", action="append", metavar=metavar, help=FIELD_DOCS[key] + " Repeatable.")
+    for key in ("metrics-listen", "http-listen"):
+        p.add_argument(f"--{key}", metavar="[ADDR:]PORT", help=FIELD_DOCS[key])
+
+
+def _check_parser(sub: Any) -> None:
+    p = sub.add_parser("check-config", help="validate a config file without starting",
+                       description="Check every key of a z2z config file; exit 0 when it is fine.")
+    p.add_argument("file", nargs="?", default=DEFAULT_CONFIG, help=f"the file (default {DEFAULT_CONFIG})")
 
 
 def _status_parser(sub: Any) -> None:
@@ -86,6 +112,7 @@ def make_parser() -> argparse.ArgumentParser:
     _run_parser(sub)
     _status_parser(sub)
     _query_parsers(sub)
+    _check_parser(sub)
     return parser
 
 
@@ -106,7 +133,8 @@ def show_status(args: argparse.Namespace) -> int:
     from z2z.config import default_state_dir
     from z2z.runtime import STATUS_FILE
 
-    state_dir = args.state_dir or (load_file(args.config).get("state-dir") if args.config else None)
+    path = config_path(args)
+    state_dir = args.state_dir or (load_file(path).get("state-dir") if path else None)
     path = os.path.join(state_dir or default_state_dir(), STATUS_FILE)
     try:
         with open(path, encoding="utf-8") as fh:
@@ -138,13 +166,22 @@ def show_status(args: argparse.Namespace) -> int:
         f"exported  {len(doc.get('exported', []))}: " + ", ".join(doc.get("exported", [])),
         f"imported  {len(doc.get('imported', []))}: " + ", ".join(doc.get("imported", [])),
         "rejected  " + (", ".join(f"{k}={v}" for k, v in sorted(doc.get("rejected", {}).items())) or "none"),
+        "filtered  " + (", ".join(f"{k}={v}" for k, v in sorted(doc.get("filtered", {}).items())) or "none"),
     ]
     print("\n".join(lines))
     return 0 if running else 1
 
 
+def config_path(args: argparse.Namespace) -> str | None:
+    """--config, else the default file when it exists, else none."""
+    if args.config:
+        return str(args.config)
+    return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
+
+
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
-    file_settings = load_file(args.config) if args.config else {}
+    path = config_path(args)
+    file_settings = load_file(path) if path else {}
     flags = {
         key: getattr(args, key.replace("-", "_"))
         for key in FIELDS
@@ -163,7 +200,28 @@ def setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def run_gateway(config: GatewayConfig) -> int:
+def check_config(args: argparse.Namespace) -> int:
+    """`z2z check-config [FILE]`: every problem on its own line, exit 2 if any."""
+    problems = check_file(args.file)
+    for line in problems:
+        print(f"z2z: {line}", file=sys.stderr)
+    if problems:
+        return EXIT_CONFIG
+    print(f"{args.file}: ok")
+    return 0
+
+
+def reload_config(args: argparse.Namespace, gateway: Any) -> None:
+    """SIGHUP: read the config file again (flags still win) and apply what can be applied."""
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        log.error("reload failed, keeping the running configuration: %s", exc)
+        return
+    gateway.reload(config)
+
+
+async def run_gateway(config: GatewayConfig, args: argparse.Namespace | None = None) -> int:
     from z2z.link.base import LinkError
     from z2z.link.zeroconf import ZeroconfLink
     from z2z.rendezvous import open_rendezvous
@@ -186,6 +244,8 @@ async def run_gateway(config: GatewayConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if args is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload_config, args, gateway)
     try:
         await gateway.start()
     except RendezvousError as exc:
@@ -255,7 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"z2z: {exc}", file=sys.stderr)
             return EXIT_CONFIG
         setup_logging(config.log_level)
-        return asyncio.run(run_gateway(config))
+        return asyncio.run(run_gateway(config, args))
+    if args.command == "check-config":
+        return check_config(args)
     if args.command in ("browse", "resolve"):
         return query(args)
     if args.command == "status":

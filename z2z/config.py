@@ -17,9 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from z2z.policy import WILDCARD, Policy
 from z2z.protocol import valid_site
 from z2z.records import RecordError, host_label, normalize_type
 
+DEFAULT_CONFIG = "/etc/z2z/z2z.toml"  # read when it exists and no --config is given
 DEFAULT_TYPES = ("_ipp._tcp", "_ipps._tcp", "_printer._tcp", "_pdl-datastream._tcp", "_daap._tcp")
 PUBLIC_BOOTSTRAP = "bootstrap.jami.net:4222"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -62,6 +64,32 @@ class GatewayConfig:
     election: bool = True
     rank: int = 0
     dht_port: int = 4222
+    # filters (z2z.policy); None = the same as `type`
+    export_types: tuple[str, ...] | None = None
+    import_types: tuple[str, ...] | None = None
+    deny_types: tuple[str, ...] = ()
+    export_allow: tuple[str, ...] = ()
+    export_deny: tuple[str, ...] = ()
+    import_allow: tuple[str, ...] = ()
+    import_deny: tuple[str, ...] = ()
+    import_from: tuple[str, ...] = ()
+    import_never_from: tuple[str, ...] = ()
+    metrics_listen: str | None = None
+    http_listen: str | None = None
+
+    def policy(self) -> Policy:
+        """The filters as the bridge applies them."""
+        return Policy.make(
+            self.type if self.export_types is None else self.export_types,
+            self.type if self.import_types is None else self.import_types,
+            deny_types=self.deny_types,
+            export_allow=self.export_allow,
+            export_deny=self.export_deny,
+            import_allow=self.import_allow,
+            import_deny=self.import_deny,
+            import_from=self.import_from,
+            import_never_from=self.import_never_from,
+        )
 
 
 def _str(key: str, v: Any) -> str:
@@ -122,10 +150,31 @@ def _site(key: str, v: Any) -> str:
 
 
 def _types(key: str, v: Any) -> tuple[str, ...]:
+    """Service types; ``"*"`` (every type seen on the link) where `key` allows it."""
     try:
-        return tuple(dict.fromkeys(normalize_type(t) for t in _strs(key, v)))
+        return tuple(dict.fromkeys(t.strip() if t.strip() == WILDCARD and key != "deny-types"
+                                   else normalize_type(t) for t in _strs(key, v)))
     except RecordError as exc:
         raise ConfigError(f"{key}: {exc}") from None
+
+
+def _patterns(key: str, v: Any) -> tuple[str, ...]:
+    """Shell-style globs (``*``, ``?``, ``[...]``), matched case-insensitively."""
+    out = _strs(key, v)
+    for p in out:
+        if p.count("[") != p.count("]"):
+            raise ConfigError(f"{key}: unbalanced brackets in pattern {p!r}")
+    return out
+
+
+def _http_listen(key: str, v: Any) -> str:
+    """``ADDR:PORT``, ``[v6]:PORT``, or a bare port bound to 127.0.0.1 (read-only but private)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = str(v)
+    v = _str(key, v).strip()
+    if v.isdigit():
+        v = f"127.0.0.1:{v}"
+    return _listen(key, v)
 
 
 def _rendezvous(key: str, v: Any) -> str:
@@ -180,6 +229,17 @@ FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "election": _bool,
     "rank": _number(-(2**31), 2**31 - 1, int),
     "dht-port": _number(1, 65535, int),
+    "export-types": _types,
+    "import-types": _types,
+    "deny-types": _types,
+    "export-allow": _patterns,
+    "export-deny": _patterns,
+    "import-allow": _patterns,
+    "import-deny": _patterns,
+    "import-from": _patterns,
+    "import-never-from": _patterns,
+    "metrics-listen": _http_listen,
+    "http-listen": _http_listen,
 }
 assert {f.name.replace("_", "-") for f in fields(GatewayConfig)} == set(FIELDS)
 
@@ -216,8 +276,147 @@ def build(file_settings: Mapping[str, Any], flag_settings: Mapping[str, Any]) ->
     cfg = replace(GatewayConfig(), **{k.replace("-", "_"): v for k, v in merged.items()})
     if cfg.refresh >= cfg.ttl:
         raise ConfigError(f"refresh ({cfg.refresh}s) must be shorter than ttl ({cfg.ttl}s)")
-    if not cfg.type:
-        raise ConfigError("type: at least one service type is needed")
+    policy = cfg.policy()
+    if not policy.export_types and not policy.import_types:
+        raise ConfigError("type: at least one service type is needed (in export-types or import-types)")
     if not valid_site(cfg.site):
         raise ConfigError(f"site: {cfg.site!r} is not a valid site name; pass --site")
     return cfg
+
+
+# ---------------------------------------------------------------------------
+# the reference: one line per key, checked against FIELDS (tests/test_config.py)
+# and rendered into docs/configuration.md, so neither can drift from the code.
+
+# Keys a SIGHUP applies to the running gateway; every other key needs a restart.
+RELOADABLE = frozenset({
+    "type", "export-types", "import-types", "deny-types",
+    "export-allow", "export-deny", "import-allow", "import-deny", "import-from", "import-never-from",
+    "instance-template", "host-template", "log-level", "ttl", "refresh", "anti-entropy", "max-skew",
+})
+
+FIELD_DOCS: dict[str, str] = {
+    "site": "This site's name, carried in every value it exports (letters, digits, `.` `_` `-`). "
+            "Default: the host name.",
+    "interface": "Links to bridge, by name (`eth0`) or address; repeatable. Default: every non-loopback "
+                 "interface.",
+    "rendezvous": "`http://HOST:PORT` = an OpenDHT node's REST proxy; `opendht://HOST:PORT[,HOST:PORT…]` = "
+                  "an embedded OpenDHT node bootstrapping there. Default: embedded node on the public "
+                  "OpenDHT network.",
+    "type": "Service types bridged both ways (export and import) unless `export-types` / `import-types` "
+            "say otherwise; `\"*\"` = every type seen on the link.",
+    "network": "Deployment name: gateways only bridge within their network (separates deployments "
+               "sharing a DHT).",
+    "state-dir": "Node identity, sequence numbers and status.json. Default: `/var/lib/z2z` as root, "
+                 "else `~/.local/state/z2z`.",
+    "ttl": "Seconds importers keep a service without news from its site.",
+    "refresh": "Seconds between re-puts of each export (must be below `ttl`).",
+    "anti-entropy": "Seconds between full `get`s that repair missed pushes.",
+    "max-skew": "Seconds of clock difference tolerated between sites.",
+    "instance-template": "Name of an import whose instance name is taken on this link; must contain "
+                         "`{site}`, may contain `{instance}`.",
+    "host-template": "Host name of proxied services (`-z2z` is appended); must contain `{site}`, may "
+                     "contain `{host}`.",
+    "log-level": "`debug`, `info`, `warning` or `error`.",
+    "dns-listen": "Also serve bridged services as unicast DNS-SD on `ADDR:PORT` (UDP and TCP).",
+    "dns-domain": "The DNS-SD domain served with `dns-listen`.",
+    "election": "Elect one bridging leader per link and build the leaders' DHT (`--no-election`: "
+                "bridge at once through the rendezvous).",
+    "rank": "Leader preference within an island; higher wins.",
+    "dht-port": "UDP port of the leaders' embedded OpenDHT node.",
+    "export-types": "Service types exported from this link; `\"*\"` = every type seen on it; `[]` = export "
+                    "nothing (import-only gateway). Default: `type`.",
+    "import-types": "Service types imported onto this link; `\"*\"` = every type exported by or seen on this "
+                    "link; `[]` = import nothing (export-only gateway). Default: `type`.",
+    "deny-types": "Service types never bridged either way, even under `\"*\"`.",
+    "export-allow": "Only export instances whose name matches one of these globs (e.g. `\"Floor 2 *\"`). "
+                    "Default: all.",
+    "export-deny": "Never export instances whose name matches one of these globs.",
+    "import-allow": "Only import instances whose name matches one of these globs. Default: all.",
+    "import-deny": "Never import instances whose name matches one of these globs.",
+    "import-from": "Only import from these sites (globs). Default: every site.",
+    "import-never-from": "Never import from these sites (globs).",
+    "metrics-listen": "Serve Prometheus metrics on `ADDR:PORT` (`/metrics`); a bare port binds "
+                      "127.0.0.1.",
+    "http-listen": "Serve the read-only status page (`/`) and `/status.json` on `ADDR:PORT`; a bare port "
+                   "binds 127.0.0.1.",
+}
+assert set(FIELD_DOCS) == set(FIELDS), set(FIELDS) ^ set(FIELD_DOCS)
+assert set(FIELDS) >= RELOADABLE
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, tuple):
+        return "`[" + ", ".join(f'"{v}"' for v in value) + "]`"
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    return f"`{value}`"
+
+
+def render_reference() -> str:
+    """The key reference of docs/configuration.md, in Markdown (generated from FIELDS)."""
+    defaults = GatewayConfig(site="(host name)", state_dir="/var/lib/z2z")
+    rows = ["| key / flag | default | on SIGHUP | meaning |", "|---|---|---|---|"]
+    for key in FIELDS:
+        value = getattr(defaults, key.replace("-", "_"))
+        default = {"site": "host name", "state-dir": "`/var/lib/z2z`"}.get(key) or _toml_value(value)
+        if key in ("export-types", "import-types"):
+            default = "`type`"
+        reload = "applied" if key in RELOADABLE else "restart"
+        rows.append(f"| `{key}` / `--{key}` | {default} | {reload} | {FIELD_DOCS[key]} |")
+    return "\n".join(rows) + "\n"
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Line numbers of top-level ``key = ...`` lines (tomllib gives lines only for syntax errors)."""
+    lines: dict[str, int] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            break  # a table: everything after it is not top-level
+        m = re.match(r'^\s*("?)([A-Za-z0-9_-]+)\1\s*=', line)
+        if m:
+            lines.setdefault(m.group(2), n)
+    return lines
+
+
+def check_file(path: str | os.PathLike[str]) -> list[str]:
+    """Every problem in config file `path`, one line each (``FILE:LINE: key: why``); [] when fine.
+
+    Unlike `load_file`, it does not stop at the first bad key, and it also checks
+    what `build` checks across keys (refresh below ttl, something to bridge).
+    """
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        text = raw.decode("utf-8")
+        doc = tomllib.loads(text)
+    except FileNotFoundError:
+        return [f"{path}: config file does not exist"]
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{path}: {exc}"]
+    except tomllib.TOMLDecodeError as exc:
+        return [f"{path}: {exc}"]
+    lines = _key_lines(text)
+    problems: list[str] = []
+    good: dict[str, Any] = {}
+    for key, value in doc.items():
+        where = f"{path}:{lines[key]}" if key in lines else str(path)
+        if key not in FIELDS:
+            kind = "table" if isinstance(value, dict) else "key"
+            problems.append(f"{where}: unknown {kind} {key!r} (known keys: {', '.join(sorted(FIELDS))})")
+            continue
+        try:
+            good[key] = FIELDS[key](key, value)
+        except ConfigError as exc:
+            problems.append(f"{where}: {exc}")
+    if not problems:
+        try:
+            build(good, {})
+        except ConfigError as exc:
+            problems.append(f"{path}: {exc}")
+    return problems

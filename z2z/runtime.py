@@ -23,7 +23,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import Any
 
 import ifaddr
@@ -34,7 +34,7 @@ from z2z.bridge import Action, Bridge, BridgeSettings, Publish, Put, Reject, Wit
 from z2z.config import GatewayConfig
 from z2z.dns import DnsSdServer, DnsSdZone, parse_listen
 from z2z.leadership import GATEWAY_TYPE, Leadership
-from z2z.link.base import LinkBackend, LinkError
+from z2z.link.base import DynamicBrowsing, LinkBackend, LinkError
 from z2z.records import Service, routable_addresses
 from z2z.rendezvous.base import DhtValue, ListenHandle, Rendezvous, RendezvousError
 from z2z.stages import StageSettings
@@ -162,21 +162,10 @@ class Gateway:
         self.bridging_via = "rendezvous"
         self.clock = clock
         self._state = state_store.load(config.state_dir)
-        self.bridge = Bridge(
-            BridgeSettings(
-                site=config.site,
-                network=config.network,
-                node=self._state.node,
-                types=config.type,
-                ttl=config.ttl,
-                refresh=config.refresh,
-                max_skew=config.max_skew,
-                instance_template=config.instance_template,
-                host_template=config.host_template,
-            ),
-            last_seq=self._state.last_seq,
-            active=not config.election,
-        )
+        self.bridge = Bridge(self._bridge_settings(config), last_seq=self._state.last_seq,
+                             active=not config.election)
+        self._seen_types: set[str] = set()  # found on the link by the "*" type enumeration
+        self._tasks: set[asyncio.Task[None]] = set()
         self.leadership: Leadership | None = None
         if config.election:
             address = contact_address(config.interface)
@@ -197,7 +186,7 @@ class Gateway:
             )
         self._link_ops = _KeyedSerial()
         self._puts: _PutQueue | None = None
-        self._listens: list[ListenHandle] = []
+        self._listens: dict[str, ListenHandle] = {}  # imported type -> its listen on the bridging store
         self._scheduler: AsyncIOScheduler | None = None
         self._rendezvous_ok = True
         self._logged_rejects: set[str] = set()
@@ -210,6 +199,21 @@ class Gateway:
     def node_id(self) -> str:
         return self._state.node
 
+    def _bridge_settings(self, config: GatewayConfig) -> BridgeSettings:
+        policy = config.policy()
+        return BridgeSettings(
+            site=config.site,
+            network=config.network,
+            node=self._state.node,
+            types=policy.static_types(),
+            ttl=config.ttl,
+            refresh=config.refresh,
+            max_skew=config.max_skew,
+            instance_template=config.instance_template,
+            host_template=config.host_template,
+            policy=policy,
+        )
+
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
@@ -218,8 +222,13 @@ class Gateway:
         self._puts = _PutQueue(self.rendezvous, self._rendezvous_state)
         self._puts.start()
         self._listen_all()
-        types = self.config.type + ((GATEWAY_TYPE,) if self.leadership else ())
+        types = self.bridge.policy.static_types() + ((GATEWAY_TYPE,) if self.leadership else ())
         await self.link.start(types, self)
+        if self.bridge.policy.wildcard:
+            if isinstance(self.link, DynamicBrowsing):
+                await self.link.discover_types(self.type_seen)
+            else:
+                log.warning('this link backend cannot enumerate types: "*" bridges only the named types')
         if self.config.dns_listen:
             host, port = parse_listen(self.config.dns_listen)
             self.dns = DnsSdServer(DnsSdZone(self.config.dns_domain, self.bridge.catalogue()), host, port)
@@ -238,12 +247,13 @@ class Gateway:
             (self._status_job, 1.0),
         )
         for job, every in jobs:
-            self._scheduler.add_job(job, "interval", seconds=every, coalesce=True, max_instances=1)
+            self._scheduler.add_job(job, "interval", seconds=every, coalesce=True, max_instances=1,
+                                    id=job.__name__)
         self._scheduler.start()
         asyncio.get_running_loop().create_task(self.anti_entropy())
         log.info(
             "started for site %s in network %s (node %s), types %s",
-            self.config.site, self.config.network, self.node_id, ", ".join(self.config.type),
+            self.config.site, self.config.network, self.node_id, ", ".join(self.config.type) or "-",
         )
         if self.leadership is not None:
             await self.leadership.start()
@@ -269,7 +279,7 @@ class Gateway:
                 await asyncio.wait_for(self.leadership.stop(), timeout)
             except TimeoutError:
                 log.warning("the leaders' DHT node did not stop within %g s", timeout)
-        for handle in self._listens:
+        for handle in self._listens.values():
             handle.cancel()
         if self._puts is not None:
             await self._puts.close()
@@ -296,8 +306,9 @@ class Gateway:
         if store is self.bridging_store or self.stopping:
             return
         log.info("bridging via the %s from now on", "leaders' DHT" if name == "dht" else "outside rendezvous")
-        for handle in self._listens:
+        for handle in self._listens.values():
             handle.cancel()
+        self._listens = {}
         self.bridging_store, self.bridging_via = store, name
         assert self._puts is not None
         self._puts.rendezvous = store
@@ -315,7 +326,76 @@ class Gateway:
         self.bridge.stats.rejected[reason] += 1
 
     def _log_bridging(self) -> None:
-        log.info("bridging %s for site %s", ", ".join(self.config.type), self.config.site)
+        p = self.bridge.policy
+        if p.export_types == p.import_types:
+            log.info("bridging %s for site %s", ", ".join(p.export_types), self.config.site)
+        else:
+            log.info("bridging for site %s: export %s; import %s", self.config.site,
+                     ", ".join(p.export_types) or "nothing", ", ".join(p.import_types) or "nothing")
+
+    # -- the admin's controls ------------------------------------------------
+
+    def type_seen(self, service_type: str) -> None:
+        """The link announced a type (type enumeration, for ``"*"``): browse it, import it."""
+        if service_type == GATEWAY_TYPE or service_type in self._seen_types:
+            return
+        policy = self.bridge.policy
+        if not (policy.exports_type(service_type) or policy.imports_type(service_type)):
+            log.debug("type %s seen on the link, not bridged", service_type)
+            return
+        self._seen_types.add(service_type)
+        log.info("type %s seen on the link: bridging it", service_type)
+        self._follow_types()
+
+    def _follow_types(self) -> None:
+        """Browse and listen to whatever the policy (and the types seen) now asks for."""
+        policy = self.bridge.policy
+        browse = [t for t in (*policy.static_types(), *sorted(self._seen_types))
+                  if policy.exports_type(t) or policy.imports_type(t)]
+        if isinstance(self.link, DynamicBrowsing):
+            self._background(self.link.browse(browse))
+        wanted = set(self._import_types())
+        for t in set(self._listens) - wanted:
+            self._listens.pop(t).cancel()
+        added = wanted - set(self._listens)
+        if added and not self.stopping:
+            self._listen_all()
+            self._background(self.anti_entropy())
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def reload(self, config: GatewayConfig) -> None:
+        """Apply a re-read configuration (SIGHUP) without dropping what is still allowed.
+
+        Keys outside `z2z.config.RELOADABLE` keep their running values; a change
+        to one is logged as needing a restart.
+        """
+        from dataclasses import replace
+
+        from z2z.config import FIELDS, RELOADABLE
+
+        fixed = {}
+        for key in FIELDS:
+            name = key.replace("-", "_")
+            if key not in RELOADABLE and getattr(config, name) != getattr(self.config, name):
+                log.warning("config: %s changed; restart z2z to apply it", key)
+            if key not in RELOADABLE:
+                fixed[name] = getattr(self.config, name)
+        config = replace(config, **fixed)
+        changed = sorted(k for k in FIELDS if getattr(config, k.replace("-", "_"))
+                         != getattr(self.config, k.replace("-", "_")))
+        self.config = config
+        logging.getLogger().setLevel(config.log_level.upper())
+        if self._scheduler is not None and "anti-entropy" in changed:
+            self._scheduler.reschedule_job("anti_entropy", trigger="interval", seconds=config.anti_entropy)
+        self._execute(self.bridge.reconfigure(self._bridge_settings(config), self.clock()))
+        if self._puts is not None:  # started: newly allowed values come with a full get
+            self._follow_types()
+            self._background(self.anti_entropy())
+        log.info("configuration reloaded (%s)", ", ".join(changed) or "no change")
 
     # -- events from the link (LinkListener) ---------------------------------
 
@@ -335,10 +415,20 @@ class Gateway:
 
     # -- events from the rendezvous ------------------------------------------
 
+    def _import_types(self) -> list[str]:
+        policy = self.bridge.policy
+        types = list(policy.static_import_types())
+        if policy.wildcard_import:  # "*": whatever this link shows or exports
+            types += sorted(t for t in self._seen_types | set(policy.static_types())
+                            if t not in types and policy.imports_type(t))
+        return types
+
     def _listen_all(self) -> None:
+        """Listen on every imported type's key in the bridging store (those not yet listened)."""
         store = self.bridging_store
-        types = self.config.type
-        self._listens = [store.listen(self.bridge.key_for(t), self._listener_for(t)) for t in types]
+        for t in self._import_types():
+            if t not in self._listens:
+                self._listens[t] = store.listen(self.bridge.key_for(t), self._listener_for(t))
 
     def _listener_for(self, service_type: str) -> Callable[[DhtValue, bool], None]:
         def on_value(value: DhtValue, expired: bool) -> None:
@@ -350,7 +440,7 @@ class Gateway:
     async def anti_entropy(self) -> None:
         """Full `get` of every bridged type: repairs whatever listen missed."""
         store = self.bridging_store
-        for service_type in self.config.type:
+        for service_type in list(self._listens):
             try:
                 values = await store.get(self.bridge.key_for(service_type))
             except RendezvousError as exc:
@@ -453,6 +543,12 @@ class Gateway:
             "exported": sorted(s.instance + "." + s.type for s in self.bridge.exports()),
             "imported": sorted(f"{s.instance}.{s.type} (from {site})" for site, s in self.bridge.imports()),
             "rejected": dict(self.bridge.stats.rejected),
+            "filtered": self.bridge.filtered.counts(),
+            "types": {"export": list(self.bridge.policy.export_types),
+                      "import": list(self.bridge.policy.import_types),
+                      "seen": sorted(self._seen_types), "listening": sorted(self._listens)},
+            "services": [service_json(s, "export", self.config.site) for s in self.bridge.exports()]
+            + [service_json(s, "import", site) for site, s in self.bridge.imports()],
             "stages": self.leadership.status() if self.leadership else None,
         }
 
@@ -464,6 +560,11 @@ class Gateway:
             state_store.write_json(self.config.state_dir, STATUS_FILE, doc)
         except OSError as exc:
             log.debug("cannot write status: %s", exc)
+
+
+def service_json(service: Service, direction: str, site: str) -> dict[str, Any]:
+    return {"direction": direction, "site": site, "type": service.type, "instance": service.instance,
+            "host": service.host, "port": service.port, "addresses": list(service.addresses)}
 
 
 def contact_address(interfaces: tuple[str, ...]) -> str:

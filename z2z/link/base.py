@@ -8,8 +8,8 @@ the decisions live in the pure core (`z2z.bridge`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from z2z.records import Service
 
@@ -51,3 +51,14 @@ class LinkBackend(Protocol):
 
     async def close(self) -> None:
         """Withdraw everything published and release the link."""
+
+
+@runtime_checkable
+class DynamicBrowsing(Protocol):
+    """Optional: backends that can browse types found at run time (``type = ["*"]``, reloads)."""
+
+    async def browse(self, types: Sequence[str]) -> None:
+        """Also browse `types` from now on (already browsed ones are ignored)."""
+
+    async def discover_types(self, on_type: Callable[[str], None]) -> None:
+        """Report every service type seen on the link (``_services._dns-sd._udp`` PTRs), now and later."""

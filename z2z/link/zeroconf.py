@@ -52,6 +52,7 @@ __all__ = ["ZeroconfLink", "encode_txt", "parse_txt", "select_interfaces", "serv
 log = logging.getLogger(__name__)
 
 LOCAL_SUFFIX = ".local."
+META_QUERY = "_services._dns-sd._udp.local."  # DNS-SD type enumeration (RFC 6763 §9)
 # One resolve attempt waits this long; a responder answers QM questions within
 # ~120 ms, and python-zeroconf re-asks after ~0.3 s and then every second.
 RESOLVE_TIMEOUT = 2.0
@@ -286,7 +287,7 @@ class ZeroconfLink:
         self._always_probe = always_probe
         self._resolve_timeout_ms = int(resolve_timeout * 1000)
         self._aiozc: AsyncZeroconf | None = None
-        self._browser: AsyncServiceBrowser | None = None
+        self._browsers: list[AsyncServiceBrowser] = []
         self._listener: LinkListener | None = None
         self._types: dict[str, str] = {}  # fully qualified, lower case -> bare type
         self._browsing_since: dict[str, float] = {}  # fully qualified, lower case -> monotonic
@@ -328,16 +329,8 @@ class ZeroconfLink:
             await aiozc.async_close()
             raise LinkError(f"no interface of {self._specs} could send mDNS")
         self._aiozc = aiozc
-        self._types = {f"{t}{LOCAL_SUFFIX}": t for t in bare}
-        if self._types:
-            now = time.monotonic()
-            self._browsing_since = dict.fromkeys(self._types, now)
-            self._browser = AsyncServiceBrowser(
-                aiozc.zeroconf,
-                list(self._types),
-                handlers=[self._on_state_change],
-                question_type=DNSQuestionType.QM,
-            )
+        self._types = {}
+        self._add_browser(bare)
         log.info(
             "zeroconf link up on %s (%s), browsing %s", self._specs, self._ip_version.name, bare
         )
@@ -347,9 +340,9 @@ class ZeroconfLink:
         aiozc, self._aiozc = self._aiozc, None
         if aiozc is None:
             return
-        if self._browser is not None:
-            await self._browser.async_cancel()
-            self._browser = None
+        browsers, self._browsers = self._browsers, []
+        for browser in browsers:
+            await browser.async_cancel()
         tasks = list(self._resolving.values())
         for task in tasks:
             task.cancel()
@@ -366,6 +359,50 @@ class ZeroconfLink:
         await aiozc.async_close()  # goodbyes for all registrations, then sockets closed
 
     # -- browsing ----------------------------------------------------------
+
+    def _add_browser(self, bare: Sequence[str]) -> None:
+        assert self._aiozc is not None
+        new = {f"{t}{LOCAL_SUFFIX}": t for t in bare if f"{t}{LOCAL_SUFFIX}" not in self._types}
+        if not new:
+            return
+        self._types.update(new)
+        self._browsing_since.update(dict.fromkeys(new, time.monotonic()))
+        self._browsers.append(AsyncServiceBrowser(
+            self._aiozc.zeroconf, list(new), handlers=[self._on_state_change],
+            question_type=DNSQuestionType.QM,
+        ))
+
+    async def browse(self, types: Sequence[str]) -> None:
+        """Browse more types on the running link (discovered ones, or added by a reload)."""
+        self._require_started()
+        try:
+            bare = [normalize_type(t) for t in types]
+        except RecordError as exc:
+            raise LinkError(str(exc)) from None
+        self._add_browser(bare)
+
+    async def discover_types(self, on_type: Callable[[str], None]) -> None:
+        """Call `on_type(bare type)` for every service type announced on the link, now and later.
+
+        This is DNS-SD's type enumeration: a browse of `META_QUERY` (RFC 6763 §9),
+        answered with one PTR per type by every responder on the link.
+        """
+        aiozc = self._require_started()
+
+        def on_change(zeroconf: Zeroconf, service_type: str, name: str,
+                      state_change: ServiceStateChange) -> None:
+            if state_change is not ServiceStateChange.Added:
+                return
+            try:
+                bare = normalize_type(name)
+            except RecordError:
+                log.debug("ignoring odd service type %r on the link", name)
+                return
+            _safely(on_type, bare)
+
+        self._browsers.append(AsyncServiceBrowser(
+            aiozc.zeroconf, [META_QUERY], handlers=[on_change], question_type=DNSQuestionType.QM,
+        ))
 
     def _on_state_change(
         self,
