@@ -14,7 +14,7 @@ import pytest
 from test_runtime import PRINTER, MemoryDht, MemoryLink, MemoryRendezvous, until
 
 from z2z import cli
-from z2z.config import FIELDS, build, check_file, render_reference
+from z2z.config import FIELD_DOCS, FIELDS, RELOADABLE, build, check_file, render_reference
 from z2z.records import Service
 from z2z.runtime import Gateway
 
@@ -33,6 +33,11 @@ def test_every_flag_is_a_key_and_every_key_a_flag() -> None:
         if opt.startswith("--") and not opt.startswith("--no-")
     } - {"help", "config"}
     assert flags == set(FIELDS)
+
+
+def test_every_key_is_documented() -> None:
+    assert set(FIELD_DOCS) == set(FIELDS), "add the key's one-line doc to z2z.config.FIELD_DOCS"
+    assert set(FIELDS) >= RELOADABLE
 
 
 def test_reference_in_docs_matches_the_code() -> None:
