@@ -12,7 +12,10 @@ Rules (docs/protocol.md, docs/architecture.md):
   published as a proxy (proxied host labels end in `PROXY_MARK`);
 - every new version gets a higher sequence number; importers keep the highest
   and drop a version once its application TTL (origin clock + skew) is over;
-- imported instance names that would collide on the link get a site suffix.
+- imported instance names that would collide on the link get a site suffix;
+- in a private network (z2z.security) values are sealed and signed, and only
+  sites the trust policy accepts are imported;
+- an import must pass the address policy whole and fit its site's quotas.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from z2z.records import (
     truncate_label,
     validate,
 )
+from z2z.security import Codec, ImportRules, KeyEvent, SecurityError, TrustPolicy
 
 PROXY_MARK = "-z2z"
 
@@ -53,6 +57,8 @@ class BridgeSettings:
     import_: bool = True
     # The admin's filters (z2z.policy); None bridges `types` both ways.
     policy: Policy | None = None
+    # Address policy and per-site quotas for imports (z2z.security).
+    rules: ImportRules = field(default_factory=ImportRules)
 
     def effective_policy(self) -> Policy:
         if self.policy is not None:
@@ -105,7 +111,14 @@ class Reject:
     detail: str
 
 
-Action = Put | Publish | Withdraw | Reject
+@dataclass(frozen=True, slots=True)
+class TrustNews:
+    """A site key was learned (the runtime persists it) or changed (the runtime shouts)."""
+
+    event: KeyEvent
+
+
+Action = Put | Publish | Withdraw | Reject | TrustNews
 
 
 # ---------------------------------------------------------------------------
@@ -125,6 +138,47 @@ class _Import:
     expires: float
     origin: Service | None  # None for a tombstone
     published: Service | None = None  # what is on the link, renamed
+    size: int = 0  # bytes of the value's body, for the per-site quota
+
+
+class _ImportTable(dict[tuple[str, str, str], _Import]):
+    """The imports by (site, type, instance), keeping per-site totals for the quotas."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.usage: dict[str, list[int]] = {}  # site -> [entries, bytes]
+
+    def _account(self, site: str, entries: int, size: int) -> None:
+        use = self.usage.setdefault(site, [0, 0])
+        use[0] += entries
+        use[1] += size
+        if use[0] <= 0:
+            del self.usage[site]
+
+    def __setitem__(self, key: tuple[str, str, str], value: _Import) -> None:
+        old = self.get(key)
+        if old is not None:
+            self._account(key[0], -1, -old.size)
+        super().__setitem__(key, value)
+        self._account(key[0], 1, value.size)
+
+    def __delitem__(self, key: tuple[str, str, str]) -> None:
+        old = self[key]
+        super().__delitem__(key)
+        self._account(key[0], -1, -old.size)
+
+    def pop(self, key: tuple[str, str, str], *default: _Import | None) -> _Import | None:  # type: ignore[override]
+        if key in self:
+            value = self[key]
+            del self[key]
+            return value
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+    def clear(self) -> None:
+        super().clear()
+        self.usage.clear()
 
 
 @dataclass(slots=True)
@@ -136,18 +190,29 @@ class BridgeStats:
 class Bridge:
     """Export local services, import remote ones; see the module docstring."""
 
-    def __init__(self, settings: BridgeSettings, *, last_seq: int = 0, active: bool = True) -> None:
+    def __init__(
+        self,
+        settings: BridgeSettings,
+        *,
+        last_seq: int = 0,
+        active: bool = True,
+        codec: Codec | None = None,
+        trust: TrustPolicy | None = None,
+    ) -> None:
         self.settings = settings
+        # Public network unless the codec holds a secret (then: sealed, signed values).
+        self.codec = codec or Codec(settings.network)
+        self.trust = trust or TrustPolicy()
         self.seq = last_seq
         # Only an island's leader bridges (z2z.stages); followers track everything
         # (local services, remote versions) so that a takeover publishes at once.
         self.active = active
         self.policy = settings.effective_policy()
         self.filtered = FilterStats()  # what each filter rule stopped (z2z status)
-        self._keys = {t: protocol.type_key(settings.network, t) for t in settings.types}
+        self._keys = {t: self.codec.type_key(t) for t in settings.types}
         self._local: dict[tuple[str, str], Service] = {}
         self._exports: dict[tuple[str, str], _Export] = {}
-        self._imports: dict[tuple[str, str, str], _Import] = {}
+        self._imports = _ImportTable()
         self.stats = BridgeStats()
 
     # -- queries -------------------------------------------------------------
@@ -155,7 +220,7 @@ class Bridge:
     def key_for(self, service_type: str) -> bytes:
         key = self._keys.get(service_type)
         if key is None:  # a type discovered at run time ("*") or added by a reload
-            key = self._keys[service_type] = protocol.type_key(self.settings.network, service_type)
+            key = self._keys[service_type] = self.codec.type_key(service_type)
         return key
 
     def exports(self) -> list[Service]:
@@ -228,10 +293,11 @@ class Bridge:
         s = self.settings
         env = Envelope(s.network, s.site, s.node, self.seq, now, s.ttl, why == "gone", exp.service)
         self.stats.puts += 1
+        dht_key = self.key_for(exp.service.type)
         return Put(
-            key=self._keys[exp.service.type],
-            value_id=protocol.value_id(s.site, exp.service.type, exp.service.instance, self.seq),
-            data=protocol.encode(env),
+            key=dht_key,
+            value_id=self.codec.value_id(s.site, exp.service.type, exp.service.instance, self.seq),
+            data=self.codec.seal(protocol.encode(env), dht_key),
             service_type=exp.service.type,
             instance=exp.service.instance,
             why=why,
@@ -244,8 +310,9 @@ class Bridge:
         if not self.settings.import_ or not self.policy.imports_type(service_type):
             return []
         try:
-            env = protocol.decode(data)
-        except ProtocolError as exc:
+            opened = self.codec.open(data, self.key_for(service_type))
+            env = protocol.decode(opened.body)
+        except (SecurityError, ProtocolError) as exc:
             return [self._reject(exc.reason, str(exc))]
         if env.network != self.settings.network:
             return [self._reject("other-network", env.network[:64])]
@@ -268,24 +335,67 @@ class Bridge:
         if known is not None and env.seq <= known.seq:
             self.stats.rejected["old-seq"] += 1
             return []
+        # Only news pays for a signature check (Ed25519 is the costly step here).
+        news: list[Action] = []
+        if opened.signer is not None:
+            what = f"{env.site}/{env.service.instance}"
+            if not self.codec.verify(opened):
+                return [self._reject("bad-signature", what)]
+            verdict = self.trust.check(env.site, opened.signer)
+            if verdict.event is not None:
+                news.append(TrustNews(verdict.event))
+            if not verdict.accept:
+                return [*news, self._reject(verdict.reason, what)]
         expires = env.expires() + skew
+        size = len(opened.body)
         if env.gone:
-            self._imports[ikey] = _Import(env.seq, expires, None)
-            return self._unpublish(known, env.site)
+            over = self._over_quota(env.site, ikey, size)
+            if over is not None:
+                return [*news, self._reject(over, f"{env.site}/{env.service.instance}")]
+            self._imports[ikey] = _Import(env.seq, expires, None, size=size)
+            return news + self._unpublish(known, env.site)
+        violation = self.settings.rules.address_violation(env.site, env.service.addresses)
+        if violation is not None:  # one bad address refuses the whole record
+            return [*news, self._reject("address-policy", f"{env.site}/{env.service.instance}: {violation}")]
         addresses = routable_addresses(env.service.addresses)
         if not addresses:
-            return [self._reject("no-routable-address", f"{env.site}/{env.service.instance}")]
+            return [*news, self._reject("no-routable-address", f"{env.site}/{env.service.instance}")]
+        over = self._over_quota(env.site, ikey, size)
+        if over is not None:  # what was imported before stays as it is
+            return [*news, self._reject(over, f"{env.site}/{env.service.instance}")]
         origin = replace(env.service, addresses=addresses)
-        entry = _Import(env.seq, expires, origin)
+        entry = _Import(env.seq, expires, origin, size=size)
         self._imports[ikey] = entry
         if not self.active:
-            return []
+            return news
         if known is not None and known.published is not None and known.origin == origin:
             entry.published = known.published
-            return []  # a refresh: same records, later expiry
+            return news  # a refresh: same records, later expiry
         name = known.published.instance if known and known.published else None
         entry.published = self._proxy_for(origin, env.site, name)
-        return [Publish(entry.published, env.site)]
+        return [*news, Publish(entry.published, env.site)]
+
+    def _over_quota(self, site: str, ikey: tuple[str, str, str], size: int) -> str | None:
+        """Why storing `size` bytes under `ikey` would break `site`'s quotas, or None.
+
+        Tombstones count too: each holds a slot until it expires.
+        """
+        rules = self.settings.rules
+        limits = rules.limits(site)
+        entries, used = self._imports.usage.get(site, (0, 0))
+        old = self._imports.get(ikey)
+        if old is None:
+            if entries == 0 and len(self._imports.usage) >= rules.max_sites:
+                return "quota-sites"
+            if entries + 1 > limits.max_services:
+                return "quota-services"
+        if used - (old.size if old is not None else 0) + size > limits.max_bytes:
+            return "quota-bytes"
+        return None
+
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """Per origin site: (entries held, bytes held), as the quotas count them."""
+        return {site: (u[0], u[1]) for site, u in self._imports.usage.items()}
 
     def set_active(self, active: bool, now: float) -> list[Action]:
         """Start bridging (this gateway now leads its island) or stop (it no longer does).

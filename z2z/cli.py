@@ -78,6 +78,29 @@ def _run_parser(sub: Any) -> None:
         p.add_argument(f"--{key}", action="append", metavar=metavar, help=FIELD_DOCS[key] + " Repeatable.")
     for key in ("metrics-listen", "http-listen"):
         p.add_argument(f"--{key}", metavar="[ADDR:]PORT", help=FIELD_DOCS[key])
+    # Private networks, trust, address policy, quotas (z2z.security, docs/security.md).
+    for key, metavar, repeat in (
+        ("network-secret", "FILE", False), ("site-key", "FILE", False), ("trust", "tofu|explicit", False),
+        ("trusted-sites", "SITE=KEY", True), ("site-allow", "SITE=PREFIX[,PREFIX]", True),
+    ):
+        p.add_argument(f"--{key}", action="append" if repeat else "store", metavar=metavar,
+                       help=FIELD_DOCS[key] + (" Repeatable." if repeat else ""))
+    for key in ("max-services-per-site", "max-bytes-per-site", "max-sites"):
+        p.add_argument(f"--{key}", type=int, metavar="N", help=FIELD_DOCS[key])
+
+
+def _key_parsers(sub: Any) -> None:
+    p = sub.add_parser("keygen", help="make a new network secret (private network)",
+                       description="Write a new random network secret to FILE (mode 0600). Give the "
+                                   "same file to every gateway of the network: z2z run --network-secret FILE")
+    p.add_argument("--out", metavar="FILE", required=True, help="where to write the secret")
+    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    p = sub.add_parser("show-key", help="print this site's public signing key (for trusted-sites)",
+                       description="Print the public half of this site's Ed25519 key (made if missing), "
+                                   "as other sites pin it: trusted-sites = { SITE = \"KEY\" }")
+    p.add_argument("--state-dir", metavar="DIR", help="the gateway's state directory (default as for run)")
+    p.add_argument("--site-key", metavar="FILE", help="the key file (default: site.key in the state dir)")
+    p.add_argument("--config", metavar="FILE", help="take state-dir and site-key from this config file")
 
 
 def _check_parser(sub: Any) -> None:
@@ -99,6 +122,7 @@ def _query_parsers(sub: Any) -> None:
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.add_argument("--rendezvous", metavar="URL", help="as for run (default: the public OpenDHT network)")
         p.add_argument("--network", default="z2z", help="z2z network name (default z2z)")
+        p.add_argument("--network-secret", metavar="FILE", help="the private network's secret file")
         p.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "resolve":
             p.add_argument("instance", help="instance name, e.g. 'Campus Printer'")
@@ -113,6 +137,7 @@ def make_parser() -> argparse.ArgumentParser:
     _status_parser(sub)
     _query_parsers(sub)
     _check_parser(sub)
+    _key_parsers(sub)
     return parser
 
 
@@ -166,6 +191,7 @@ def show_status(args: argparse.Namespace) -> int:
         f"exported  {len(doc.get('exported', []))}: " + ", ".join(doc.get("exported", [])),
         f"imported  {len(doc.get('imported', []))}: " + ", ".join(doc.get("imported", [])),
         "rejected  " + (", ".join(f"{k}={v}" for k, v in sorted(doc.get("rejected", {}).items())) or "none"),
+        f"site key  {doc.get('site_key') or '-'} ({'private' if doc.get('private') else 'public'} network)",
         "filtered  " + (", ".join(f"{k}={v}" for k, v in sorted(doc.get("filtered", {}).items())) or "none"),
     ]
     print("\n".join(lines))
@@ -276,8 +302,17 @@ def query(args: argparse.Namespace) -> int:
         print(f"z2z: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    secret = None
+    if args.network_secret:
+        from z2z.keys import KeyFileError, read_secret
+
+        try:
+            secret = read_secret(args.network_secret)
+        except KeyFileError as exc:
+            print(f"z2z: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     try:
-        found = asyncio.run(fetch(args.rendezvous, args.network, service_type))
+        found = asyncio.run(fetch(args.rendezvous, args.network, service_type, secret))
     except RendezvousError as exc:
         print(f"z2z: cannot read the rendezvous {args.rendezvous or 'public OpenDHT'}: {exc}",
               file=sys.stderr)
@@ -305,6 +340,38 @@ def query(args: argparse.Namespace) -> int:
     return 0
 
 
+def keygen(args: argparse.Namespace) -> int:
+    """`z2z keygen --out FILE [--force]`: a new network secret, mode 0600."""
+    from z2z.keys import KeyFileError, new_secret
+
+    try:
+        new_secret(args.out, force=args.force)
+    except KeyFileError as exc:
+        print(f"z2z: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"wrote a new network secret to {args.out}; copy it to every gateway of the network "
+          f"and run them with --network-secret {args.out}")
+    return 0
+
+
+def show_key(args: argparse.Namespace) -> int:
+    """`z2z show-key`: this site's public key, as other sites' trusted-sites want it."""
+    from z2z.config import default_state_dir
+    from z2z.keys import KeyFileError, load_signing_key, site_key_path
+    from z2z.security import format_public_key, public_key_bytes
+
+    path = config_path(args)
+    settings = load_file(path) if path else {}
+    state_dir = args.state_dir or settings.get("state-dir") or default_state_dir()
+    try:
+        key = load_signing_key(site_key_path(state_dir, args.site_key or settings.get("site-key")))
+    except KeyFileError as exc:
+        print(f"z2z: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(format_public_key(public_key_bytes(key)))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -320,6 +387,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config(args)
     if args.command in ("browse", "resolve"):
         return query(args)
+    if args.command == "keygen":
+        return keygen(args)
+    if args.command == "show-key":
+        try:
+            return show_key(args)
+        except ConfigError as exc:
+            print(f"z2z: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     if args.command == "status":
         try:
             return show_status(args)

@@ -9,6 +9,7 @@ gives one), never a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -20,6 +21,18 @@ from typing import Any
 from z2z.policy import WILDCARD, Policy
 from z2z.protocol import valid_site
 from z2z.records import RecordError, host_label, normalize_type
+from z2z.security import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_SERVICES,
+    DEFAULT_MAX_SITES,
+    TRUST_MODES,
+    ImportRules,
+    SecurityError,
+    SiteLimits,
+    format_public_key,
+    parse_prefixes,
+    parse_public_key,
+)
 
 DEFAULT_CONFIG = "/etc/z2z/z2z.toml"  # read when it exists and no --config is given
 DEFAULT_TYPES = ("_ipp._tcp", "_ipps._tcp", "_printer._tcp", "_pdl-datastream._tcp", "_daap._tcp")
@@ -76,6 +89,15 @@ class GatewayConfig:
     import_never_from: tuple[str, ...] = ()
     metrics_listen: str | None = None
     http_listen: str | None = None
+    # private networks, trust, address policy and quotas (z2z.security, docs/security.md)
+    network_secret: str | None = None
+    site_key: str | None = None
+    trust: str = "tofu"
+    trusted_sites: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    site_allow: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    max_services_per_site: int = DEFAULT_MAX_SERVICES
+    max_bytes_per_site: int = DEFAULT_MAX_BYTES
+    max_sites: int = DEFAULT_MAX_SITES
 
     def policy(self) -> Policy:
         """The filters as the bridge applies them."""
@@ -90,6 +112,13 @@ class GatewayConfig:
             import_from=self.import_from,
             import_never_from=self.import_never_from,
         )
+
+    def import_rules(self, own_addresses: frozenset[str] = frozenset()) -> ImportRules:
+        """The address policy and quotas as the bridge applies them (z2z.security)."""
+        default = SiteLimits(None, self.max_services_per_site, self.max_bytes_per_site)
+        sites = {site: replace(default, allow=parse_prefixes(prefixes))
+                 for site, prefixes in self.site_allow.items()}
+        return ImportRules(own_addresses, sites, default, self.max_sites)
 
 
 def _str(key: str, v: Any) -> str:
@@ -209,6 +238,59 @@ def _log_level(key: str, v: Any) -> str:
     return v
 
 
+def _site_table(key: str, v: Any) -> dict[str, list[str]]:
+    """A TOML table {site = value(s)} or flags ``SITE=VALUE[,VALUE]`` as {site: [values]}."""
+    out: dict[str, list[str]] = {}
+    if isinstance(v, dict):
+        for site, value in v.items():
+            values = [value] if isinstance(value, str) else value
+            if not isinstance(values, list | tuple) or not all(isinstance(x, str) for x in values):
+                raise ConfigError(f"{key}: {site}: expected a string or a list of strings, got {value!r}")
+            out[str(site)] = list(values)
+    else:
+        for item in _strs(key, v):
+            site, sep, value = item.partition("=")
+            if not sep or not value.strip():
+                raise ConfigError(f"{key}: expected SITE=VALUE, got {item!r}")
+            out.setdefault(site.strip(), []).extend(x.strip() for x in value.split(","))
+    for site in out:
+        if site != "*" and not valid_site(site):
+            raise ConfigError(f"{key}: {site!r} is not a valid site name")
+    return out
+
+
+def _trusted_sites(key: str, v: Any) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for site, values in _site_table(key, v).items():
+        if site == "*" or not values:
+            raise ConfigError(f"{key}: give one or more public keys for a named site, not {site!r}")
+        try:
+            out[site] = tuple(format_public_key(parse_public_key(x)) for x in values)
+        except SecurityError as exc:
+            raise ConfigError(f"{key}: {site}: {exc} (copy it from `z2z show-key` on that site)") from None
+    return out
+
+
+def _site_allow(key: str, v: Any) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for site, values in _site_table(key, v).items():
+        try:
+            out[site] = tuple(str(ipaddress.ip_network(p, strict=False)) for p in values)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {site}: {exc}") from None
+    return out
+
+
+def _choice(*allowed: str) -> Callable[[str, Any], str]:
+    def check(key: str, v: Any) -> str:
+        v = _str(key, v).lower()
+        if v not in allowed:
+            raise ConfigError(f"{key}: {v!r} is not one of {', '.join(allowed)}")
+        return v
+
+    return check
+
+
 # TOML key / flag name -> validator.  One table for both sources.
 FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "site": _site,
@@ -240,6 +322,14 @@ FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "import-never-from": _patterns,
     "metrics-listen": _http_listen,
     "http-listen": _http_listen,
+    "network-secret": _str,
+    "site-key": _str,
+    "trust": _choice(*TRUST_MODES),
+    "trusted-sites": _trusted_sites,
+    "site-allow": _site_allow,
+    "max-services-per-site": _number(1, 1_000_000, int),
+    "max-bytes-per-site": _number(1024, 1 << 30, int),
+    "max-sites": _number(1, 1_000_000, int),
 }
 assert {f.name.replace("_", "-") for f in fields(GatewayConfig)} == set(FIELDS)
 
@@ -281,6 +371,11 @@ def build(file_settings: Mapping[str, Any], flag_settings: Mapping[str, Any]) ->
         raise ConfigError("type: at least one service type is needed (in export-types or import-types)")
     if not valid_site(cfg.site):
         raise ConfigError(f"site: {cfg.site!r} is not a valid site name; pass --site")
+    if cfg.network_secret is None and (cfg.trust == "explicit" or cfg.trusted_sites):
+        raise ConfigError("trust, trusted-sites: values are only signed in a private network; "
+                          "give network-secret (make one with z2z keygen)")
+    if cfg.trust == "explicit" and not cfg.trusted_sites:
+        raise ConfigError("trust = explicit imports nothing without trusted-sites")
     return cfg
 
 
@@ -340,6 +435,20 @@ FIELD_DOCS: dict[str, str] = {
                       "127.0.0.1.",
     "http-listen": "Serve the read-only status page (`/`) and `/status.json` on `ADDR:PORT`; a bare port "
                    "binds 127.0.0.1.",
+    "network-secret": "File holding the network secret (`z2z keygen --out FILE`): DHT keys derived with "
+                      "HMAC, every value sealed and signed. Same file on every gateway of the network. "
+                      "See docs/security.md.",
+    "site-key": "This site's Ed25519 signing key (made on first use). Gateways of one site share it. "
+                "Default: `site.key` in `state-dir`.",
+    "trust": "Which site keys to accept in a private network: `tofu` (trust on first use, then only "
+             "that key) or `explicit` (only `trusted-sites`).",
+    "trusted-sites": "Pinned site keys, `{ campus-a = \"<base64>\" }` or a list per site (flag: `SITE=KEY`, "
+                     "repeatable); a key is what `z2z show-key` prints on that site.",
+    "site-allow": "Prefixes each site may announce, `{ campus-a = [\"10.1.0.0/16\"], \"*\" = [...] }` (flag: "
+                  "`SITE=PREFIX[,PREFIX]`); other sites: any routable address but this gateway's own.",
+    "max-services-per-site": "Most services (and tombstones) held from one site; more are refused.",
+    "max-bytes-per-site": "Most bytes of values held from one site; more are refused.",
+    "max-sites": "Most sites imported from at once.",
 }
 # tests/test_config_admin.py checks that every key of FIELDS is documented here.
 

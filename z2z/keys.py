@@ -20,6 +20,7 @@ import secrets
 import stat
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
@@ -32,13 +33,18 @@ from cryptography.hazmat.primitives.serialization import (
 from z2z.security import (
     DEFAULT_MAX_KNOWN_SITES,
     SECRET_BYTES,
+    Codec,
     SecurityError,
+    TrustPolicy,
     format_public_key,
     format_secret,
     parse_public_key,
     parse_secret,
 )
 from z2z.state import StateError
+
+if TYPE_CHECKING:
+    from z2z.config import GatewayConfig
 
 log = logging.getLogger(__name__)
 SITE_KEY_FILE = "site.key"
@@ -163,3 +169,18 @@ def save_known_sites(state_dir: str | os.PathLike[str], known: dict[str, bytes])
     doc = {site: format_public_key(key) for site, key in sorted(known.items())}
     write_private(Path(state_dir) / KNOWN_SITES_FILE, json.dumps(doc, indent=1).encode() + b"\n",
                   force=True)
+
+
+def open_network(config: GatewayConfig) -> tuple[Codec, TrustPolicy]:
+    """The codec and trust policy a gateway runs with: public, or private with its key files.
+
+    Reads the network secret, the site signing key (made on first use) and the
+    sites learned so far; KeyFileError (one line) if a file is missing or bad.
+    """
+    if config.network_secret is None:
+        return Codec(config.network), TrustPolicy()
+    secret = read_secret(config.network_secret)
+    signing_key = load_signing_key(site_key_path(config.state_dir, config.site_key))
+    pinned = {site: [parse_public_key(k) for k in ks] for site, ks in config.trusted_sites.items()}
+    trust = TrustPolicy(config.trust, pinned, load_known_sites(config.state_dir))
+    return Codec(config.network, secret, signing_key), trust

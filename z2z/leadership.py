@@ -46,13 +46,11 @@ from z2z.stages import (
     Stopping,
     Store,
     WireError,
-    decode_record,
-    encode_record,
     from_txt,
     instance_name,
-    leaders_key,
     to_txt,
 )
+from z2z.stages.wire import open_record, seal_record
 
 if TYPE_CHECKING:
     from z2z.runtime import Gateway
@@ -60,6 +58,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("z2z.leadership")
 
 GATEWAY_TYPE = "_z2z._udp"
+# Why a leader record failed to open (z2z.security), counted as leader-<reason>.
+SEAL_REASONS = frozenset({"sealed", "not-sealed", "bad-seal", "bad-signature", "too-large"})
 TICK_MAX = 0.25  # feed a Tick at least this often
 DHT_STATUS_EVERY = 2.0
 
@@ -185,8 +185,8 @@ class Leadership:
         if rv is None:
             return
         try:
-            await rv.put(leaders_key(self.settings.network), secrets.randbits(63) | 1,
-                         encode_record(action.record))
+            codec = self.gateway.codec  # sealed and signed in a private network
+            await rv.put(codec.leaders_key(), secrets.randbits(63) | 1, seal_record(action.record, codec))
         except RendezvousError as exc:
             self._outside_health(action.store, False, str(exc))
         else:
@@ -197,7 +197,7 @@ class Leadership:
         if rv is None:
             return
         try:
-            values = await rv.get(leaders_key(self.settings.network))
+            values = await rv.get(self.gateway.codec.leaders_key())
         except RendezvousError as exc:
             self._outside_health(store, False, str(exc))
             return
@@ -205,9 +205,17 @@ class Leadership:
         records = []
         for value in values:
             try:
-                records.append(decode_record(value.data))
-            except WireError:
-                self.gateway.count_reject("bad-leader-record")
+                record, signer = open_record(value.data, self.gateway.codec)
+            except WireError as exc:
+                reason = str(exc).split(":")[0]
+                known = reason in SEAL_REASONS
+                self.gateway.count_reject(f"leader-{reason}" if known else "bad-leader-record")
+                continue
+            refused = self.gateway.trust_site(record.site, signer)
+            if refused is not None:
+                self.gateway.count_reject(f"leader-{refused}")
+                continue
+            records.append(record)
         self.handle(LeadersRead(tuple(records), store))
 
     def _outside_health(self, store: Store, ok: bool, detail: str) -> None:

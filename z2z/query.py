@@ -3,6 +3,8 @@
 Like `dns-sd -B` / `dns-sd -L`, but across every site of a z2z network: it opens
 the rendezvous (or a leaders' DHT node), gets the type's key once and keeps, per
 (site, instance), the newest version that is neither a tombstone nor expired.
+A private network's values are found and read only with its secret; their
+signatures are checked (trust in site keys is a gateway's business, not this).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from z2z import protocol
 from z2z.protocol import Envelope, ProtocolError
 from z2z.rendezvous import open_rendezvous
+from z2z.security import Codec, SecurityError
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,14 +25,19 @@ class Found:
 
 
 def live_services(values: list[bytes], network: str, service_type: str, now: float,
-                  max_skew: float = 30.0) -> Found:
+                  max_skew: float = 30.0, codec: Codec | None = None) -> Found:
     """The newest live version per (site, instance) among raw DHT values (pure)."""
+    codec = codec or Codec(network)
+    dht_key = codec.type_key(service_type)
     newest: dict[tuple[str, str], Envelope] = {}
     rejected = 0
     for data in values:
         try:
-            env = protocol.decode(data)
-        except ProtocolError:
+            opened = codec.open(data, dht_key)
+            env = protocol.decode(opened.body)
+            if not codec.verify(opened):
+                raise SecurityError("bad-signature")
+        except (ProtocolError, SecurityError):
             rejected += 1
             continue
         if env.network != network or env.service.type != service_type:
@@ -42,15 +50,16 @@ def live_services(values: list[bytes], network: str, service_type: str, now: flo
     return Found(sorted(live, key=lambda e: (e.service.instance.casefold(), e.site)), rejected)
 
 
-async def fetch(url: str | None, network: str, service_type: str) -> Found:
+async def fetch(url: str | None, network: str, service_type: str, secret: bytes | None = None) -> Found:
     """Get `service_type`'s values from the rendezvous at `url`; RendezvousError if unreachable."""
+    codec = Codec(network, secret)
     rendezvous = open_rendezvous(url)
     await rendezvous.start()
     try:
-        values = await rendezvous.get(protocol.type_key(network, service_type))
+        values = await rendezvous.get(codec.type_key(service_type))
     finally:
         await rendezvous.close()
-    return live_services([v.data for v in values], network, service_type, time.time())
+    return live_services([v.data for v in values], network, service_type, time.time(), codec=codec)
 
 
 def as_json(env: Envelope) -> dict[str, object]:

@@ -29,14 +29,16 @@ from typing import Any
 import ifaddr
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from z2z import keys as key_store
 from z2z import state as state_store
-from z2z.bridge import Action, Bridge, BridgeSettings, Publish, Put, Reject, Withdraw
+from z2z.bridge import Action, Bridge, BridgeSettings, Publish, Put, Reject, TrustNews, Withdraw
 from z2z.config import GatewayConfig
 from z2z.dns import DnsSdServer, DnsSdZone, parse_listen
 from z2z.leadership import GATEWAY_TYPE, Leadership
 from z2z.link.base import DynamicBrowsing, LinkBackend, LinkError
 from z2z.records import Service, routable_addresses
 from z2z.rendezvous.base import DhtValue, ListenHandle, Rendezvous, RendezvousError
+from z2z.security import KeyEvent, format_public_key, own_address_set
 from z2z.stages import StageSettings
 
 log = logging.getLogger("z2z")
@@ -162,8 +164,11 @@ class Gateway:
         self.bridging_via = "rendezvous"
         self.clock = clock
         self._state = state_store.load(config.state_dir)
+        # Public, or private: sealed, signed values and a trust policy (z2z.security).
+        self.codec, trust = key_store.open_network(config)
+        self._own_addresses = own_address_set(all_addresses())  # never imported (address policy)
         self.bridge = Bridge(self._bridge_settings(config), last_seq=self._state.last_seq,
-                             active=not config.election)
+                             active=not config.election, codec=self.codec, trust=trust)
         self._seen_types: set[str] = set()  # found on the link by the "*" type enumeration
         self._tasks: set[asyncio.Task[None]] = set()
         self.leadership: Leadership | None = None
@@ -212,6 +217,7 @@ class Gateway:
             instance_template=config.instance_template,
             host_template=config.host_template,
             policy=policy,
+            rules=config.import_rules(self._own_addresses),
         )
 
     # -- lifecycle -----------------------------------------------------------
@@ -488,6 +494,33 @@ class Gateway:
                 )
             elif isinstance(action, Reject):
                 self._log_reject(action)
+            elif isinstance(action, TrustNews):
+                self._trust_news(action.event)
+
+    def trust_site(self, site: str, signer: bytes | None) -> str | None:
+        """None if `signer` may speak for `site` (a leader record), else why not."""
+        if signer is None:
+            return None  # public network: nothing is signed
+        verdict = self.bridge.trust.check(site, signer)
+        if verdict.event is not None:
+            self._trust_news(verdict.event)
+        return None if verdict.accept else verdict.reason
+
+    def _trust_news(self, event: KeyEvent) -> None:
+        key = format_public_key(event.key)
+        if event.kind == "learned":
+            log.info("trusting site %s with key %s (first use)", event.site, key)
+            try:
+                key_store.save_known_sites(self.config.state_dir, self.bridge.trust.known)
+            except OSError as exc:
+                log.error("%s", exc)
+            return
+        log.error(
+            "SITE KEY CHANGED: values signed for site %s by key %s are REFUSED; the trusted key is %s. "
+            "If the site really has a new key, pin it in trusted-sites (or remove the site from %s "
+            "and restart).", event.site, key, format_public_key(event.known or b""),
+            os.path.join(self.config.state_dir, key_store.KNOWN_SITES_FILE),
+        )
 
     def _publish(self, action: Publish) -> None:
         svc = action.service
@@ -543,6 +576,8 @@ class Gateway:
             "exported": sorted(s.instance + "." + s.type for s in self.bridge.exports()),
             "imported": sorted(f"{s.instance}.{s.type} (from {site})" for site, s in self.bridge.imports()),
             "rejected": dict(self.bridge.stats.rejected),
+            "private": self.codec.private,
+            "site_key": format_public_key(self.codec.public_key) if self.codec.public_key else None,
             "filtered": self.bridge.filtered.counts(),
             "types": {"export": list(self.bridge.policy.export_types),
                       "import": list(self.bridge.policy.import_types),
@@ -565,6 +600,14 @@ class Gateway:
 def service_json(service: Service, direction: str, site: str) -> dict[str, Any]:
     return {"direction": direction, "site": site, "type": service.type, "instance": service.instance,
             "host": service.host, "port": service.port, "addresses": list(service.addresses)}
+
+
+def all_addresses() -> list[str]:
+    """Every address of every interface of this host (the address policy never imports them)."""
+    out: list[str] = []
+    for adapter in ifaddr.get_adapters():
+        out += [ip.ip if isinstance(ip.ip, str) else ip.ip[0] for ip in adapter.ips]
+    return out
 
 
 def contact_address(interfaces: tuple[str, ...]) -> str:

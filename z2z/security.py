@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -266,8 +266,9 @@ class Verdict:
 class TrustPolicy:
     """Which Ed25519 key may speak for which site.
 
-    `pinned` keys (the config's ``trusted-sites``) always win.  In mode
-    ``explicit`` nothing else is accepted.  In mode ``tofu`` the first key seen for
+    `pinned` keys (the config's ``trusted-sites``; one key or several per site,
+    e.g. one per gateway of the site) always win.  In mode ``explicit`` nothing
+    else is accepted.  In mode ``tofu`` the first key seen for
     a site name is learned (an event the runtime persists, handed back in `known`
     at the next start) and any other key for that site is refused afterwards, like
     SSH's known_hosts: the admin pins or forgets the site to accept a new key.
@@ -277,7 +278,7 @@ class TrustPolicy:
     def __init__(
         self,
         mode: str = "tofu",
-        pinned: Mapping[str, bytes] | None = None,
+        pinned: Mapping[str, bytes | Collection[bytes]] | None = None,
         known: Mapping[str, bytes] | None = None,
         *,
         max_known: int = DEFAULT_MAX_KNOWN_SITES,
@@ -285,33 +286,33 @@ class TrustPolicy:
         if mode not in TRUST_MODES:
             raise ValueError(f"trust mode must be one of {TRUST_MODES}")
         self.mode = mode
-        self.pinned = dict(pinned or {})
+        self.pinned = {
+            site: frozenset([ks] if isinstance(ks, bytes) else ks) for site, ks in (pinned or {}).items()
+        }
         self.known = dict(known or {})
         self.max_known = max_known
         self._reported: set[tuple[str, bytes]] = set()
-
-    def key_for(self, site: str) -> bytes | None:
-        return self.pinned.get(site) or self.known.get(site)
 
     def check(self, site: str, key: bytes | None) -> Verdict:
         if key is None:
             return Verdict(False, "unsigned")
         trusted = self.pinned.get(site)
         if trusted is None and self.mode == "tofu":
-            trusted = self.known.get(site)
-            if trusted is None:
+            learned = self.known.get(site)
+            if learned is None:
                 if len(self.known) >= self.max_known:
                     return Verdict(False, "too-many-sites")
                 self.known[site] = key
                 return Verdict(True, event=KeyEvent("learned", site, key))
+            trusted = frozenset([learned])
         if trusted is None:
             return Verdict(False, "untrusted-site")
-        if hmac.compare_digest(trusted, key):
+        if key in trusted:
             return Verdict(True)
         event = None
         if (site, key) not in self._reported and len(self._reported) < self.max_known:
             self._reported.add((site, key))
-            event = KeyEvent("changed", site, key, trusted)
+            event = KeyEvent("changed", site, key, min(trusted))
         return Verdict(False, "key-changed", event)
 
 
@@ -352,7 +353,11 @@ class ImportRules:
     max_sites: int = DEFAULT_MAX_SITES
 
     def limits(self, site: str) -> SiteLimits:
-        return self.sites.get(site, self.default)
+        """The site's own entry, else the ``"*"`` entry, else `default`."""
+        limits = self.sites.get(site)
+        if limits is None:
+            limits = self.sites.get("*", self.default)
+        return limits
 
     def address_violation(self, site: str, addresses: Iterable[str]) -> str | None:
         """None if every address may be imported from `site`, else the first offender and why."""

@@ -9,7 +9,8 @@ Two messages cross the network (docs/stages.md, "Messages"):
 
 Both come from strangers, so decoding is strict and bounded, and raises
 `WireError` for anything else.  Also here: the derived ids every gateway of a
-network must agree on (`network_id`, `leaders_key`).
+network must agree on (`network_id`, `leaders_key`).  In a private network
+(z2z.security) leader records are sealed and signed: `seal_record` / `open_record`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from z2z.security import Codec
 
 WIRE_VERSION = 1
 MAX_CONTACTS = 3
@@ -277,3 +282,26 @@ def decode_record(data: bytes) -> LeaderRecord:
     return LeaderRecord(
         body["net"], body["site"], body["node"], body["contact"], body["structure"], size, float(ts), ttl
     )
+
+
+def seal_record(r: LeaderRecord, codec: Codec) -> bytes:
+    """What a leader puts under `codec.leaders_key()`: the record, sealed and signed if private."""
+    return codec.seal(encode_record(r), codec.leaders_key())
+
+
+def open_record(data: bytes, codec: Codec) -> tuple[LeaderRecord, bytes | None]:
+    """(record, signer's public key or None in public mode); `WireError` naming the reason.
+
+    The signature is checked here; whether the signer may speak for the record's
+    site is the trust policy's call (the caller's).
+    """
+    from z2z.security import SecurityError
+
+    try:
+        opened = codec.open(data, codec.leaders_key())
+    except SecurityError as exc:
+        raise WireError(str(exc)) from None
+    record = decode_record(opened.body)
+    if not codec.verify(opened):
+        raise WireError("bad-signature")
+    return record, opened.signer
