@@ -6,6 +6,7 @@ cover the key files (`z2z.keys`) and the CLI commands around them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -502,3 +503,106 @@ def test_known_sites_persist_and_bad_files_are_survived(tmp_path: Path) -> None:
     (tmp_path / keys.KNOWN_SITES_FILE).write_text("[1, 2")
     assert keys.load_known_sites(tmp_path) == {}
     assert keys.load_known_sites(tmp_path / "nowhere") == {}
+
+
+# -- the gateway (in-memory link and DHT) and the command line ----------------------------
+
+
+async def test_gateways_with_the_secret_bridge_and_the_stranger_is_shut_out(tmp_path: Path) -> None:
+    from test_runtime import MemoryDht, MemoryLink, MemoryRendezvous, until
+
+    from z2z.config import build
+    from z2z.runtime import Gateway
+
+    good, other = tmp_path / "good.secret", tmp_path / "other.secret"
+    keys.new_secret(good)
+    keys.new_secret(other)
+    dht = MemoryDht()
+    gws = {}
+    for site, secret in (("campus-a", good), ("campus-b", good), ("campus-c", other)):
+        cfg = build({}, {"site": site, "type": (T,), "state-dir": str(tmp_path / site), "election": False,
+                         "network-secret": str(secret)})
+        gws[site] = Gateway(cfg, MemoryLink(), MemoryRendezvous(dht))
+        await gws[site].start()
+    a, b, c = gws["campus-a"], gws["campus-b"], gws["campus-c"]
+    a.service_up(PRINTER)
+    c.service_up(replace(PRINTER, instance="Evil Printer", addresses=("10.3.0.66",)))
+    await until(lambda: (T, "Finance Printer") in b.link.published)
+    await asyncio.sleep(0.05)
+    assert (T, "Evil Printer") not in b.link.published and not c.link.published
+    # every stored value is sealed; nothing is under the public key
+    assert all(v.startswith(MAGIC) for vals in dht.values.values() for v in vals.values())
+    assert protocol.type_key("z2z", T) not in dht.values
+    # the stranger's values, copied under the network's key, are counted and dropped
+    for vid, data in list(dht.values[c.bridge.key_for(T)].items()):
+        await MemoryRendezvous(dht).put(b.bridge.key_for(T), vid, data)
+    assert b.bridge.stats.rejected["bad-seal"] >= 1
+    assert (T, "Evil Printer") not in b.link.published
+    # b learned a's key and persisted it; status shows b's own key for other sites to pin
+    known = keys.load_known_sites(tmp_path / "campus-b")
+    assert known == {"campus-a": a.codec.public_key}
+    st = b.status()
+    assert st["private"] and st["site_key"] == format_public_key(b.codec.public_key or b"")
+    for gw in gws.values():
+        await gw.stop()
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "z2z", *argv], capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_cli_keygen_show_key_and_bad_secret(tmp_path: Path) -> None:
+    f = tmp_path / "net.secret"
+    rc, out, err = run_cli("keygen", "--out", str(f))
+    assert rc == 0 and mode(f) == 0o600 and len(keys.read_secret(f)) == 32
+    rc, out, err = run_cli("keygen", "--out", str(f))
+    assert rc == 2 and err.count("\n") == 1 and "--force" in err
+    assert run_cli("keygen", "--out", str(f), "--force")[0] == 0
+    state = tmp_path / "state"
+    rc, out, err = run_cli("show-key", "--state-dir", str(state))
+    assert rc == 0 and parse_public_key(out.strip())
+    assert run_cli("show-key", "--state-dir", str(state))[1] == out  # the same key every time
+    assert mode(state / keys.SITE_KEY_FILE) == 0o600
+    bad = tmp_path / "bad.secret"
+    bad.write_text("hello\n")
+    for secret, needle in ((tmp_path / "missing", "does not exist"), (bad, "bad-secret")):
+        rc, out, err = run_cli("run", "--site", "x", "--state-dir", str(state),
+                               "--network-secret", str(secret))
+        assert rc == 2 and err.count("\n") == 1 and needle in err and "Traceback" not in err
+    rc, out, err = run_cli("run", "--site", "x", "--state-dir", str(state), "--trust", "explicit")
+    assert rc == 2 and "network-secret" in err
+
+
+def test_trust_and_allow_config_keys(tmp_path: Path) -> None:
+    from z2z.config import ConfigError, build, check_settings, load_file
+
+    raw = format_public_key(public_key_bytes(site_key(1)))
+    cfg_file = tmp_path / "z2z.toml"
+    cfg_file.write_text(
+        f'site = "campus-b"\nnetwork-secret = "/etc/z2z/net.secret"\ntrust = "explicit"\n'
+        f'trusted-sites = {{ campus-a = "{raw}", campus-c = ["{raw}"] }}\n'
+        'site-allow = { campus-a = ["10.1.0.0/16", "2001:db8:1::/48"], "*" = "10.0.0.0/8" }\n'
+        "max-services-per-site = 100\n"
+    )
+    cfg = build(load_file(cfg_file), check_settings({"trusted-sites": [f"campus-d={raw}"]}))
+    assert cfg.trust == "explicit" and cfg.trusted_sites == {"campus-d": (raw,)}  # flags win
+    rules = build(load_file(cfg_file), {}).import_rules(frozenset({"10.2.0.1"}))
+    assert rules.limits("campus-a").max_services == 100
+    assert rules.address_violation("campus-a", ["10.1.9.9", "2001:db8:1::1"]) is None
+    assert rules.address_violation("campus-a", ["10.2.0.9"]) is not None
+    assert rules.address_violation("campus-z", ["10.9.9.9"]) is None  # "*"
+    assert rules.address_violation("campus-z", ["192.0.2.1"]) is not None
+    assert rules.address_violation("campus-z", ["10.2.0.1"]) is not None  # our own
+    flags = check_settings({"site-allow": ["campus-a=10.1.0.0/16,10.3.0.0/16", "campus-a=10.4.0.0/16"]})
+    assert flags["site-allow"] == {"campus-a": ("10.1.0.0/16", "10.3.0.0/16", "10.4.0.0/16")}
+    for bad in ({"trust": "maybe"}, {"trusted-sites": ["campus-a"]}, {"trusted-sites": {"bad site": raw}},
+                {"trusted-sites": {"campus-a": "abc"}}, {"site-allow": {"campus-a": ["10.1.0.0/33"]}},
+                {"site-allow": {"campus-a": 5}}, {"max-services-per-site": 0}):
+        with pytest.raises(ConfigError):
+            check_settings(bad)
+    with pytest.raises(ConfigError, match="explicit imports nothing"):
+        build({}, {"site": "x", "network-secret": "f", "trust": "explicit"})

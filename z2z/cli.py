@@ -248,6 +248,7 @@ def reload_config(args: argparse.Namespace, gateway: Any) -> None:
 
 
 async def run_gateway(config: GatewayConfig, args: argparse.Namespace | None = None) -> int:
+    from z2z.keys import KeyFileError, read_secret
     from z2z.link.base import LinkError
     from z2z.link.zeroconf import ZeroconfLink
     from z2z.rendezvous import open_rendezvous
@@ -255,6 +256,12 @@ async def run_gateway(config: GatewayConfig, args: argparse.Namespace | None = N
     from z2z.runtime import Gateway
     from z2z.state import StateError
 
+    if config.network_secret:  # a missing or bad secret file: one line, before touching the network
+        try:
+            read_secret(config.network_secret)
+        except KeyFileError as exc:
+            print(f"z2z: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     try:
         link = ZeroconfLink(config.interface)
     except LinkError as exc:
