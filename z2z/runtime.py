@@ -227,9 +227,9 @@ class Gateway:
         await self.rendezvous.start()
         self._puts = _PutQueue(self.rendezvous, self._rendezvous_state)
         self._puts.start()
-        self._listen_all()
         types = self.bridge.policy.static_types() + ((GATEWAY_TYPE,) if self.leadership else ())
         await self.link.start(types, self)
+        self._listen_all()  # after the link is up: a pushed value may be published at once
         if self.bridge.policy.wildcard:
             if isinstance(self.link, DynamicBrowsing):
                 await self.link.discover_types(self.type_seen)
@@ -347,7 +347,8 @@ class Gateway:
             return
         policy = self.bridge.policy
         if not (policy.exports_type(service_type) or policy.imports_type(service_type)):
-            log.debug("type %s seen on the link, not bridged", service_type)
+            if self.bridge.filtered.stopped("deny-types", ("type", service_type)):
+                log.info("type %s seen on the link, not bridged (deny-types)", service_type)
             return
         self._seen_types.add(service_type)
         log.info("type %s seen on the link: bridging it", service_type)
