@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from testbed import Proc, Testbed, matching
+from testbed import Proc, Testbed, matching, skip_reason
 
 pytestmark = pytest.mark.netns
 
@@ -122,3 +122,72 @@ def test_leaders_dht_outlives_the_rendezvous(testbed: Testbed) -> None:
     up = watch.wait_event(matching("up", instance="Late Printer"), timeout=20, after=mark)
     assert up["addresses"] == ["10.77.1.10"]
     assert not [e for e in watch.events()[mark:] if e.get("event") == "down"]
+
+
+def test_two_structures_formed_apart_merge() -> None:
+    """Stage 4: sites a+b form one leaders' DHT while c+d, cut off from them, form
+    another; when the partition heals they meet in the registry and merge into one,
+    and every site sees every other site's printer."""
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    hosts = {f"{c}-printer": (c, 10) for c in "bcd"} | {f"{c}-gw": (c, 2) for c in "cd"}
+    with Testbed(hosts=hosts) as tb:
+        try:
+            _merge_scenario(tb)
+        except BaseException:
+            print(tb.dump_logs())
+            raise
+
+
+def _merge_scenario(tb: Testbed) -> None:
+    dht = tb.start_dht()
+    for c in "abcd":
+        printer(tb, f"Printer {c}", f"{c}-printer")
+
+    run_gateway(tb, "a-gw", "campus-a", dht.proxy_urls[0])
+    run_gateway(tb, "b-gw", "campus-b", dht.proxy_urls[1])
+
+    def via_dht(hosts: str) -> bool:
+        return all(status(tb, f"{c}-gw").get("bridging_via") == "dht" for c in hosts)
+
+    def structure(c: str) -> str:
+        return (status(tb, f"{c}-gw").get("stages") or {}).get("structure", "")
+
+    wait_for(lambda: via_dht("ab") and structure("a") == structure("b"), 30, "a and b to form a structure")
+    s1 = structure("a")
+
+    # partition: a and b lose the rendezvous; it restarts empty, c and d meet there alone
+    for c in "ab":
+        tb.node(f"{c}-gw").ns.ip("route", "add", "blackhole", "10.77.0.1/32")
+    tb.stop_dht(kill=True)
+    tb.start_dht()
+    run_gateway(tb, "c-gw", "campus-c", dht.proxy_urls[0])
+    run_gateway(tb, "d-gw", "campus-d", dht.proxy_urls[1])
+    wait_for(lambda: via_dht("cd") and structure("c") == structure("d") != "", 30, "c and d to form theirs")
+    s2 = structure("c")
+    assert s2 != s1 and structure("a") == s1
+
+    # the partition heals: both structures meet in the rendezvous registry and merge
+    for c in "ab":
+        tb.node(f"{c}-gw").ns.ip("route", "del", "blackhole", "10.77.0.1/32")
+    took = wait_for(lambda: len({structure(c) for c in "abcd"}) == 1 and via_dht("abcd"), 90,
+                    "one structure for all four sites")
+    print(f"merged {took:.1f} s after the partition healed (structure {structure('a')})")
+    sites = {f"campus-{c}" for c in "abcd"}
+
+    def everyone_sees_everyone() -> bool:
+        for c in "abcd":
+            st = status(tb, f"{c}-gw")
+            seen = {imp.rsplit("(from ", 1)[1].rstrip(")") for imp in st.get("imported", [])}
+            if seen | {st.get("site")} != sites:
+                return False
+        return True
+
+    try:
+        wait_for(everyone_sees_everyone, 45, "every site to import every other site's printer")
+    except AssertionError:
+        for c in "abcd":
+            st = status(tb, f"{c}-gw")
+            print(c, st.get("bridging_via"), (st.get("stages") or {}).get("structure"), st.get("imported"))
+        raise

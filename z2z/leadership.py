@@ -62,6 +62,7 @@ GATEWAY_TYPE = "_z2z._udp"
 SEAL_REASONS = frozenset({"sealed", "not-sealed", "bad-seal", "bad-signature", "too-large"})
 TICK_MAX = 0.25  # feed a Tick at least this often
 DHT_STATUS_EVERY = 2.0
+RENDEZVOUS_PROBE_EVERY = 3.0
 
 
 def txt_dict(strings: tuple[bytes, ...]) -> dict[str, bytes]:
@@ -108,6 +109,7 @@ class Leadership:
             loop.create_task(self._ticker()),
             loop.create_task(self._dht_worker()),
             loop.create_task(self._dht_status()),
+            loop.create_task(self._probe_rendezvous()),
         ]
         self.handle(Started())
         self._outside_health(Store.RENDEZVOUS, True, "")  # Gateway.start() just reached it
@@ -218,12 +220,26 @@ class Leadership:
             records.append(record)
         self.handle(LeadersRead(tuple(records), store))
 
+    async def _probe_rendezvous(self) -> None:
+        """While the outside rendezvous is marked down, read the registry there now and then.
+
+        Once structured, the machine stops using an absent rendezvous, so nothing
+        else would notice it come back (a healed partition, a restarted proxy) and
+        two structures formed apart would never meet there.
+        """
+        while True:
+            await asyncio.sleep(RENDEZVOUS_PROBE_EVERY)
+            if self._rendezvous_up is False:
+                await self._read_leaders(Store.RENDEZVOUS)
+
     def _outside_health(self, store: Store, ok: bool, detail: str) -> None:
         if store is not Store.RENDEZVOUS or ok == self._rendezvous_up:
             return
         self._rendezvous_up = ok
         if not ok:
             log.warning("outside rendezvous unreachable for the leaders registry: %s", detail)
+        else:
+            log.info("outside rendezvous reachable (leaders registry)")
         self.handle(RendezvousUp() if ok else RendezvousDown())
 
     # -- the leaders' DHT ------------------------------------------------------

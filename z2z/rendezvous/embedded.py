@@ -233,12 +233,29 @@ class EmbeddedRendezvous:
         return True
 
     def add_bootstrap(self, nodes: Sequence[tuple[str, int]]) -> None:
-        """Bootstrap the running node to more nodes (queued by OpenDHT: safe any time)."""
-        runner, _dht = self._running()
+        """Meet more nodes now, even though this node already has peers.
+
+        ``bootstrap`` alone only remembers them (OpenDHT contacts bootstrap nodes
+        while it is disconnected), so two DHTs formed apart would never merge; a
+        ping inserts each answering node in the routing table at once, and OpenDHT
+        merges the rest by itself (seen here: two 2-node networks on one key
+        answered each other's gets within 2 s).  Pings are queued calls (safe any
+        time); their callbacks are kept alive until shutdown.
+        """
+        runner, dht = self._running()
         for host, port in nodes:
             if (host, port) not in self.bootstrap:
                 self.bootstrap.append((host, port))
             runner.bootstrap(host, str(port))
+            try:
+                addresses = dht.SockAddr.resolve(host, str(port))
+            except Exception as exc:  # the binding raises plain errors for unresolvable names
+                log.warning("cannot resolve DHT contact %s:%d: %s", host, port, exc)
+                continue
+            for address in addresses:
+                answered: list[bool] = []
+                self._keepalive.append(answered)
+                runner.ping(address, answered.append)
 
     # -- operations ------------------------------------------------------------
     async def put(self, key: bytes, value_id: int, data: bytes) -> None:
