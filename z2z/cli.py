@@ -60,6 +60,8 @@ def _run_parser(sub: Any) -> None:
     p.add_argument("--instance-template", help="name for colliding imports (default '{instance} ({site})')")
     p.add_argument("--host-template", help="proxied host name (default '{host}-{site}')")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--mdns", choices=["auto", "avahi", "zeroconf"],
+                   help="link backend: Avahi over D-Bus, python-zeroconf, or auto (default)")
     p.add_argument("--dns-listen", metavar="ADDR:PORT",
                    help="serve bridged services as unicast DNS-SD here (dig, dns-sd, avahi-browse -d)")
     p.add_argument("--dns-domain", metavar="DOMAIN",
@@ -249,8 +251,8 @@ def reload_config(args: argparse.Namespace, gateway: Any) -> None:
 
 async def run_gateway(config: GatewayConfig, args: argparse.Namespace | None = None) -> int:
     from z2z.keys import KeyFileError, read_secret
+    from z2z.link import open_link
     from z2z.link.base import LinkError
-    from z2z.link.zeroconf import ZeroconfLink
     from z2z.rendezvous import open_rendezvous
     from z2z.rendezvous.base import RendezvousError
     from z2z.runtime import Gateway
@@ -263,7 +265,7 @@ async def run_gateway(config: GatewayConfig, args: argparse.Namespace | None = N
             print(f"z2z: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     try:
-        link = ZeroconfLink(config.interface)
+        link = open_link(config.mdns, config.interface)
     except LinkError as exc:
         print(f"z2z: {exc}", file=sys.stderr)
         return EXIT_LINK

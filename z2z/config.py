@@ -72,6 +72,7 @@ class GatewayConfig:
     instance_template: str = "{instance} ({site})"
     host_template: str = "{host}-{site}"
     log_level: str = "info"
+    mdns: str = "auto"
     dns_listen: str | None = None
     dns_domain: str = "z2z.home.arpa."
     election: bool = True
@@ -306,6 +307,7 @@ FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "instance-template": _template("instance", "site"),
     "host-template": _template("host", "site"),
     "log-level": _log_level,
+    "mdns": _choice("auto", "avahi", "zeroconf"),
     "dns-listen": _listen,
     "dns-domain": _domain,
     "election": _bool,
@@ -413,6 +415,8 @@ FIELD_DOCS: dict[str, str] = {
     "host-template": "Host name of proxied services (`-z2z` is appended); must contain `{site}`, may "
                      "contain `{host}`.",
     "log-level": "`debug`, `info`, `warning` or `error`.",
+    "mdns": "Link backend: `avahi` (D-Bus, beside avahi-daemon), `zeroconf` (python-zeroconf), or `auto` "
+    "(Avahi when it runs on the system bus for this network namespace).",
     "dns-listen": "Also serve bridged services as unicast DNS-SD on `ADDR:PORT` (UDP and TCP).",
     "dns-domain": "The DNS-SD domain served with `dns-listen`.",
     "election": "Elect one bridging leader per link and build the leaders' DHT (`--no-election`: "

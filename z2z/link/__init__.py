@@ -49,7 +49,7 @@ def open_link(mode: str = "auto", interfaces: Sequence[str] = ()) -> LinkBackend
             if reason is None:
                 log.info("mDNS through avahi-daemon (D-Bus)")
                 return AvahiLink(interfaces)
-            log.info("mDNS through python-zeroconf: %s", reason)
+            log.debug("mDNS through python-zeroconf: %s", reason)
     from z2z.link.zeroconf import ZeroconfLink
 
     return ZeroconfLink(interfaces)
