@@ -40,6 +40,7 @@ from z2z.records import Service, routable_addresses
 from z2z.rendezvous.base import DhtValue, ListenHandle, Rendezvous, RendezvousError
 from z2z.security import KeyEvent, format_public_key, own_address_set
 from z2z.stages import StageSettings
+from z2z.systemd import ServiceNotifier
 
 log = logging.getLogger("z2z")
 STATUS_FILE = "status.json"
@@ -199,6 +200,7 @@ class Gateway:
         self._dns_dirty = False
         self.started = asyncio.Event()
         self.stopping = False
+        self.notifier = ServiceNotifier()  # systemd readiness, status, watchdog (no-op elsewhere)
 
     @property
     def node_id(self) -> str:
@@ -266,9 +268,12 @@ class Gateway:
         else:
             self._log_bridging()
         self.started.set()
+        self.notifier.start_watchdog()
+        self._notify_service()
 
     async def stop(self, timeout: float = 3.0) -> None:
         """Clean stop: goodbyes for imports; tombstones for exports unless a follower takes over."""
+        self.notifier.stopping()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         successor = self.leadership is not None and bool(self.leadership.machine.island.peers)
@@ -298,6 +303,7 @@ class Gateway:
             await asyncio.wait_for(self.rendezvous.close(), timeout)
         self._save_state()
         self.write_status(stopped=True)
+        await self.notifier.close()
         log.info("stopped")
 
     # -- hooks for the stage machine (z2z.leadership) ------------------------
@@ -391,6 +397,7 @@ class Gateway:
                 log.warning("config: %s changed; restart z2z to apply it", key)
             if key not in RELOADABLE:
                 fixed[name] = getattr(self.config, name)
+        self.notifier.reloading()
         config = replace(config, **fixed)
         changed = sorted(k for k in FIELDS if getattr(config, k.replace("-", "_"))
                          != getattr(self.config, k.replace("-", "_")))
@@ -403,6 +410,7 @@ class Gateway:
             self._follow_types()
             self._background(self.anti_entropy())
         log.info("configuration reloaded (%s)", ", ".join(changed) or "no change")
+        self.notifier.reloaded()
 
     # -- events from the link (LinkListener) ---------------------------------
 
@@ -466,6 +474,16 @@ class Gateway:
 
     async def _status_job(self) -> None:
         self.write_status()
+        self._notify_service()
+
+    def _notify_service(self) -> None:
+        """READY=1 once bridging or following the island's leader; STATUS= a one-line summary."""
+        st = self.leadership.status() if self.leadership else None
+        ready = self.bridge.active or (st is not None and st["state"] == "follower")
+        role = "bridging" if self.bridge.active else (st["state"] if st else "idle")
+        stage = f"stage {st['stage']}, " if st else ""
+        counts = f"{len(self.bridge.exports())} exported, {len(self.bridge.imports())} imported"
+        self.notifier.update(ready, f"{stage}{role} via {self.bridging_via}: {counts}")
 
     # -- actions -------------------------------------------------------------
 
