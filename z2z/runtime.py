@@ -41,6 +41,7 @@ from z2z.rendezvous.base import DhtValue, ListenHandle, Rendezvous, RendezvousEr
 from z2z.security import KeyEvent, format_public_key, own_address_set
 from z2z.stages import StageSettings
 from z2z.systemd import ServiceNotifier
+from z2z.web import HttpServer, json_body, render_status_html
 
 log = logging.getLogger("z2z")
 STATUS_FILE = "status.json"
@@ -89,6 +90,7 @@ class _PutQueue:
         self._task: asyncio.Task[None] | None = None
         self.backoff_max = 10.0
         self.failures = 0
+        self.observe: Callable[[float], None] | None = None  # put latency, for metrics
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -105,7 +107,7 @@ class _PutQueue:
             self._wake.clear()
             batch = dict(self._pending)
             results = await asyncio.gather(
-                *(self.rendezvous.put(p.key, p.value_id, p.data) for p in batch.values()),
+                *(self._put(p) for p in batch.values()),
                 return_exceptions=True,
             )
             failed = False
@@ -128,6 +130,12 @@ class _PutQueue:
                 self._idle.set()
             else:
                 self._wake.set()
+
+    async def _put(self, put: Put) -> None:
+        started = time.monotonic()
+        await self.rendezvous.put(put.key, put.value_id, put.data)
+        if self.observe is not None:
+            self.observe(time.monotonic() - started)
 
     async def drain(self, timeout: float) -> bool:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -201,6 +209,8 @@ class Gateway:
         self.started = asyncio.Event()
         self.stopping = False
         self.notifier = ServiceNotifier()  # systemd readiness, status, watchdog (no-op elsewhere)
+        self.metrics: Any = None  # z2z.metrics.Metrics with --metrics-listen
+        self.web: list[HttpServer] = []  # --metrics-listen, --http-listen
 
     @property
     def node_id(self) -> str:
@@ -228,6 +238,7 @@ class Gateway:
         """Reach the rendezvous, start browsing, then import what is already there."""
         await self.rendezvous.start()
         self._puts = _PutQueue(self.rendezvous, self._rendezvous_state)
+        self._puts.observe = lambda seconds: self._observe("put", self.bridging_via, seconds)
         self._puts.start()
         types = self.bridge.policy.static_types() + ((GATEWAY_TYPE,) if self.leadership else ())
         await self.link.start(types, self)
@@ -245,6 +256,7 @@ class Gateway:
             except OSError as exc:
                 raise LinkError(f"cannot serve DNS on {self.config.dns_listen}: {exc.strerror}") from None
             log.info("serving DNS-SD for %s on %s", self.config.dns_domain, self.config.dns_listen)
+        await self._start_web()
         self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
         # Every job is a coroutine: AsyncIOScheduler runs plain functions in a thread
         # pool, and the bridge must only ever be touched from the event loop.
@@ -270,6 +282,36 @@ class Gateway:
         self.started.set()
         self.notifier.start_watchdog()
         self._notify_service()
+
+    async def _start_web(self) -> None:
+        """Prometheus /metrics and the status page, each on its own listen address."""
+        servers: list[tuple[str, str, dict[str, Any]]] = []
+        if self.config.metrics_listen:
+            from z2z.metrics import CONTENT_TYPE, Metrics
+
+            metrics = self.metrics = Metrics(self)
+            servers.append(("metrics", self.config.metrics_listen,
+                            {"/metrics": lambda: (CONTENT_TYPE, metrics.render())}))
+        if self.config.http_listen:
+            def page() -> tuple[str, bytes]:
+                return "text/html; charset=utf-8", render_status_html(self.status()).encode()
+
+            servers.append(("status page", self.config.http_listen, {
+                "/": page, "/index.html": page, "/status.json": lambda: json_body(self.status())}))
+        for what, listen, routes in servers:
+            server = HttpServer(listen, routes)
+            try:
+                await server.start()
+            except OSError as exc:
+                raise LinkError(f"cannot serve the {what} on {listen}: {exc.strerror}") from None
+            self.web.append(server)
+            host, port = server.address
+            shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            log.info("serving the %s on http://%s/", what, shown)
+
+    def _observe(self, op: str, store: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(op, store, seconds)
 
     async def stop(self, timeout: float = 3.0) -> None:
         """Clean stop: goodbyes for imports; tombstones for exports unless a follower takes over."""
@@ -297,6 +339,8 @@ class Gateway:
         await self._link_ops.drain(max(0.1, deadline - time.monotonic()))
         if self.dns is not None:
             await self.dns.close()
+        for server in self.web:
+            await server.close()
         with contextlib.suppress(Exception):
             await self.link.close()
         with contextlib.suppress(Exception, TimeoutError):
@@ -457,7 +501,9 @@ class Gateway:
         store = self.bridging_store
         for service_type in list(self._listens):
             try:
+                started = time.monotonic()
                 values = await store.get(self.bridge.key_for(service_type))
+                self._observe("get", self.bridging_via, time.monotonic() - started)
             except RendezvousError as exc:
                 self._rendezvous_state(False, str(exc))
                 return
@@ -604,6 +650,10 @@ class Gateway:
             "services": [service_json(s, "export", self.config.site) for s in self.bridge.exports()]
             + [service_json(s, "import", site) for site, s in self.bridge.imports()],
             "stages": self.leadership.status() if self.leadership else None,
+            "leaders": [
+                {"site": r.site, "node": r.node, "contact": r.contact, "structure": r.structure}
+                for r in (self.leadership.machine.registry.records.values() if self.leadership else ())
+            ],
         }
 
     def write_status(self, stopped: bool = False) -> None:
