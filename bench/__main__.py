@@ -1,0 +1,176 @@
+"""``python -m bench`` (what ``make bench`` runs): every benchmark, tables, docs/performance.md.
+
+    python -m bench                       # latency, memory, dns, simulate; updates the doc
+    python -m bench latency memory        # only these (their blocks of the doc are updated)
+    python -m bench --no-docs --json out.json
+
+Benchmarks:
+
+* ``latency``  — `bench.latency`: announce/goodbye on campus A → seen on campus B,
+  z2z (REST proxy, embedded node, far-away proxy) beside Avahi's reflector (root).
+* ``memory``   — `bench.memory`: a gateway's resident memory, idle and bridging 100
+  services (root).
+* ``dns``      — `bench.dns_throughput`: queries/s of the unicast DNS-SD server beside
+  dnslib's stock server (dnsperf when installed, else a built-in load generator).
+* ``simulate`` — `bench.simulate`: the stage machine at 10,000 gateways / 1,000
+  islands (simulated time).
+
+Each benchmark's table replaces the text between ``<!-- bench:NAME:begin -->`` and
+``<!-- bench:NAME:end -->`` in docs/performance.md, headed by the date, machine and
+versions of that run; the hand-written explanation around the markers stays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO, environment
+
+DOC = REPO / "docs" / "performance.md"
+NAMES = ("latency", "memory", "dns", "simulate")
+SIM_GATEWAYS, SIM_ISLANDS = 10_000, 1_000
+
+
+def conditions(env: dict[str, Any], command: str) -> str:
+    """One paragraph saying when, where and with what a block was measured."""
+    versions = ", ".join(
+        f"{label} {env[key]}"
+        for key, label in (
+            ("python", "Python"),
+            ("z2z", "z2z"),
+            ("zeroconf", "python-zeroconf"),
+            ("opendht", "opendht (PyPI)"),
+            ("httpx", "httpx"),
+            ("dnslib", "dnslib"),
+        )
+        if env.get(key)
+    )
+    tools = "; ".join(env[k] for k in ("dhtnode", "avahi", "dnsperf") if env.get(k))
+    rev = f" at commit {env['revision']}" if env.get("revision") else ""
+    return (
+        f"*Measured {env['date']} on {env['cpu']}, {env['cores']} cores, Linux {env['kernel']}, "
+        f"{env['os']}; z2z{rev}; {versions}; {tools}. Command: `{command}`.*"
+    )
+
+
+def run_latency(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import latency
+
+    out = latency.run(trials=a.trials)
+    return latency.markdown(out["results"]), out
+
+
+def run_memory(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import memory
+
+    out = memory.run(services=a.services)
+    return memory.markdown(out["results"]), out
+
+
+def run_dns(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import dns_throughput
+
+    out = asyncio.run(dns_throughput.bench(trials=a.dns_trials, duration=a.dns_duration))
+    return dns_throughput.markdown(out), out
+
+
+def run_simulate(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import simulate
+
+    out = simulate.run(simulate.Model(gateways=SIM_GATEWAYS, islands=SIM_ISLANDS))
+    return simulate.markdown(out), out
+
+
+RUNNERS: dict[
+    str, tuple[Callable[[argparse.Namespace], tuple[str, Any]], Callable[[argparse.Namespace], str]]
+] = {
+    "latency": (run_latency, lambda a: f"python -m bench.latency --trials {a.trials}"),
+    "memory": (run_memory, lambda a: f"python -m bench.memory --services {a.services}"),
+    "dns": (
+        run_dns,
+        lambda a: f"python -m bench.dns_throughput --trials {a.dns_trials} --duration {a.dns_duration:g}",
+    ),
+    "simulate": (
+        run_simulate,
+        lambda a: f"python -m bench.simulate --gateways {SIM_GATEWAYS} --islands {SIM_ISLANDS}",
+    ),
+}
+
+
+def update_doc(path: Path, blocks: dict[str, str]) -> None:
+    """Replace each ``bench:NAME`` marker block of `path`; append blocks that have no markers yet."""
+    text = path.read_text() if path.exists() else "# Performance\n"
+    for name, body in blocks.items():
+        begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
+        block = f"{begin}\n{body.strip()}\n{end}"
+        rx = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+        found = rx.search(text)
+        if found:
+            text = text[: found.start()] + block + text[found.end() :]
+        else:
+            text = text.rstrip("\n") + f"\n\n## {name}\n\n{block}\n"
+    path.write_text(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"benchmarks to run (default all: {' '.join(NAMES)})"
+    )
+    p.add_argument("--trials", type=int, default=30, help="latency trials per setup (default 30)")
+    p.add_argument("--services", type=int, default=100, help="services bridged in the memory benchmark")
+    p.add_argument("--dns-trials", type=int, default=5)
+    p.add_argument("--dns-duration", type=float, default=3.0, help="seconds per dnsperf trial")
+    p.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
+    p.add_argument("--json", type=Path, help="also write every result here")
+    a = p.parse_args(argv)
+    aliases = {"dns_throughput": "dns", "sim": "simulate", "mem": "memory"}
+    names = list(dict.fromkeys(aliases.get(n, n) for n in a.names or NAMES))
+    unknown = [n for n in names if n not in NAMES]
+    if unknown:
+        p.error(f"unknown benchmark(s) {unknown}; have {', '.join(NAMES)}")
+    os.chdir(REPO)  # dns_throughput's fallback load generator runs ``-m bench.dns_throughput``
+    started = time.monotonic()
+    blocks: dict[str, str] = {}
+    results: dict[str, Any] = {}
+    failed: list[str] = []
+    for name in names:
+        runner, command = RUNNERS[name]
+        t0 = time.monotonic()
+        print(f"== {name}", file=sys.stderr, flush=True)
+        env = environment()
+        try:
+            table, raw = runner(a)
+        except (Exception, SystemExit) as exc:
+            failed.append(name)
+            print(f"== {name} failed: {exc!r}", file=sys.stderr)
+            traceback.print_exc()
+            continue
+        took = time.monotonic() - t0
+        print(f"\n## {name} ({took:.0f} s)\n\n{table}\n", flush=True)
+        blocks[name] = f"{conditions(env, command(a))}\n\n{table}\n\n*This run took {took:.0f} s.*"
+        results[name] = raw
+    if blocks and not a.no_docs:
+        update_doc(DOC, blocks)
+        print(f"updated {DOC.relative_to(REPO)}: {', '.join(blocks)}", file=sys.stderr)
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=2, default=str))
+    print(f"bench: {time.monotonic() - started:.0f} s in all", file=sys.stderr)
+    if failed:
+        print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
