@@ -142,11 +142,12 @@ def decode(data: bytes) -> Envelope:
     if not 0 <= seq < 2**63 or not 0 < ttl <= MAX_TTL or not ts > 0:
         raise ProtocolError("bad-field", "seq/ts/ttl out of range")
     try:
-        service_type = normalize_type(raw_type)
         wire = base64.b64decode(dns, validate=True)
-        service = decode_service(wire, service_type)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII characters (found by fuzzing)
         raise ProtocolError("bad-dns", "base64") from None
+    try:
+        service_type = normalize_type(raw_type)
+        service = decode_service(wire, service_type)
     except RecordError as exc:
         raise ProtocolError("bad-dns", str(exc)) from None
     return Envelope(network, site, node, seq, ts, ttl, gone, service, sig)
