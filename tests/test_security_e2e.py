@@ -1,0 +1,156 @@
+"""A private network on the namespace testbed: three campuses, one real DHT, real mDNS.
+
+Campuses a and b run gateways with the same network secret; campus c runs one
+with another secret.  a's printer must reach b; c's printer must reach nobody,
+c must see nothing, `z2z browse` without the secret must find nothing, and
+values that c (or anyone) injects under the network's keys must be refused
+and counted by b.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from testbed import Proc, Testbed, matching, skip_reason
+
+from z2z import keys
+
+pytestmark = pytest.mark.netns
+
+T = "_ipp._tcp"
+
+INJECT = r"""
+import asyncio, sys, time
+from z2z import keys, protocol
+from z2z.records import Service
+from z2z.rendezvous.proxy import ProxyRendezvous
+from z2z.security import Codec
+
+proxy, good, other = sys.argv[1:4]
+ours, theirs = Codec("z2z", keys.read_secret(good)), Codec("z2z", keys.read_secret(other))
+
+async def main():
+    rv = ProxyRendezvous(proxy)
+    await rv.start()
+    # 1. everything campus-c exported, copied under the private network's key
+    copied = await rv.get(theirs.type_key("_ipp._tcp"))
+    for v in copied:
+        await rv.put(ours.type_key("_ipp._tcp"), v.id ^ 1, v.data)
+    # 2. a plain (public-format) fake, claiming to be campus-a
+    fake = Service("_ipp._tcp", "Finance Printer", "evil", 631, (), ("10.77.3.66",))
+    env = protocol.Envelope("z2z", "campus-a", "0123456789abcdef", int(time.time() * 1000), time.time(),
+                            120, False, fake)
+    await rv.put(ours.type_key("_ipp._tcp"), 12345, protocol.encode(env))
+    await rv.close()
+    print(len(copied))
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def tb3(request: pytest.FixtureRequest) -> Iterator[Testbed]:
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    tb = Testbed(hosts={"c-gw": ("c", 2), "c-printer": ("c", 10), "c-client": ("c", 20)})
+    try:
+        yield tb
+    finally:
+        rep = getattr(request.node, "rep_call", None)
+        if rep is None or rep.failed:
+            print(tb.dump_logs())
+        tb.close()
+
+
+def gateway(tb: Testbed, host: str, site: str, rendezvous: str, secret: Path) -> Proc:
+    proc = tb.spawn(
+        host,
+        [sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
+         "--rendezvous", rendezvous, "--type", T, "--state-dir", str(tb.workdir / f"state-{host}"),
+         "--log-level", "debug",
+         "--network-secret", str(secret), "--no-election", "--anti-entropy", "3"],
+        name=f"{host}-z2z",
+    )
+    proc.wait_line(r"bridging _ipp._tcp", timeout=30, stream="stderr")
+    return proc
+
+
+def printer(tb: Testbed, host: str, name: str) -> Proc:
+    proc = tb.spawn_tool(host, "mdns_printer", "--name", name, "--type", T, "--port", "631", "--host",
+                         "printer", "--address", tb.node(host).ipv4, "--txt", "rp=ipp/print",
+                         name=f"{host}-printer")
+    proc.wait_event("registered", timeout=15)
+    return proc
+
+
+def browse(tb: Testbed, host: str, proxy: str, *extra: str) -> list[dict]:
+    out = tb.node(host).run(sys.executable, "-m", "z2z", "browse", "--rendezvous", proxy, "--json", *extra, T,
+                            timeout=60)
+    return json.loads(out.stdout)
+
+
+def status(tb: Testbed, host: str) -> dict:
+    return json.loads((tb.workdir / f"state-{host}" / "status.json").read_text())
+
+
+def test_private_network_bridges_members_only(tb3: Testbed) -> None:
+    tb = tb3
+    dht = tb.start_dht()
+    good, other = tb.workdir / "good.secret", tb.workdir / "other.secret"
+    keys.new_secret(good)
+    keys.new_secret(other)
+    watch_b = tb.spawn_tool("b-client", "mdns_watch", "--type", T, name="b-watch")
+    watch_c = tb.spawn_tool("c-client", "mdns_watch", "--type", T, name="c-watch")
+    watch_b.wait_event("browsing")
+    watch_c.wait_event("browsing")
+    gw_a = gateway(tb, "a-gw", "campus-a", dht.proxy_urls[0], good)
+    gw_b = gateway(tb, "b-gw", "campus-b", dht.proxy_urls[1], good)
+    gw_c = gateway(tb, "c-gw", "campus-c", dht.proxy_urls[0], other)
+    printer(tb, "a-printer", "Campus Printer")
+    printer(tb, "c-printer", "Evil Printer")
+
+    up = watch_b.wait_event(matching("up", instance="Campus Printer"), timeout=30)
+    assert up["addresses"] == [tb.node("a-printer").ipv4]
+    gw_c.wait_line(r"export new: 'Evil Printer'", timeout=20, stream="stderr")
+    time.sleep(7)  # two anti-entropy rounds: whatever could leak has had the time to
+
+    # members see each other; the stranger sees nothing and is seen by no one
+    assert "Evil Printer" not in {e["instance"] for e in watch_b.events() if e.get("event") == "up"}
+    assert not [e for e in watch_c.events() if e.get("event") == "up" and e["instance"] == "Campus Printer"]
+    assert status(tb, "c-gw")["imported"] == []
+    assert status(tb, "b-gw")["imported"] == ["Campus Printer._ipp._tcp (from campus-a)"]
+
+    # z2z browse: with the secret, the network's services; without, nothing at all
+    found = browse(tb, "b-client", dht.proxy_urls[1], "--network-secret", str(good))
+    assert [(f["site"], f["instance"]) for f in found] == [("campus-a", "Campus Printer")]
+    assert browse(tb, "b-client", dht.proxy_urls[1]) == []
+    found = browse(tb, "c-client", dht.proxy_urls[0], "--network-secret", str(other))
+    assert [(f["site"], f["instance"]) for f in found] == [("campus-c", "Evil Printer")]
+
+    # injection under the network's own key: c's values copied there, and a plain fake
+    before = dict(status(tb, "b-gw")["rejected"])
+    out = tb.node("c-client").run(sys.executable, "-c", INJECT, dht.proxy_urls[0], str(good), str(other),
+                                  timeout=60)
+    assert int(out.stdout) >= 1, out.stderr
+    gw_b.wait_line(r"rejected a record \(bad-seal\)", timeout=20, stream="stderr")
+    gw_b.wait_line(r"rejected a record \(not-sealed\)", timeout=20, stream="stderr")
+    time.sleep(4)
+    rejected = status(tb, "b-gw")["rejected"]
+    assert rejected.get("bad-seal", 0) > before.get("bad-seal", 0)
+    assert rejected.get("not-sealed", 0) > before.get("not-sealed", 0)
+    assert status(tb, "b-gw")["imported"] == ["Campus Printer._ipp._tcp (from campus-a)"]
+    names_b = {e["instance"] for e in watch_b.events() if e.get("event") == "up"}
+    assert names_b == {"Campus Printer"}, names_b
+
+    # b learned (and persisted) a's key on first use; status shows each site's own key
+    known = json.loads((tb.workdir / "state-b-gw" / keys.KNOWN_SITES_FILE).read_text())
+    assert known == {"campus-a": status(tb, "a-gw")["site_key"]}
+    for gw in (gw_a, gw_b, gw_c):
+        assert gw.stop(timeout=15) == 0
+        assert "Traceback" not in gw.stderr()
