@@ -1,6 +1,6 @@
 """``python -m bench`` (what ``make bench`` runs): every benchmark, tables, docs/performance.md.
 
-    python -m bench                       # latency, memory, dns, simulate; updates the doc
+    python -m bench                       # all of them (NAMES below); updates the doc
     python -m bench latency memory        # only these (their blocks of the doc are updated)
     python -m bench --no-docs --json out.json
 
@@ -37,7 +37,7 @@ from typing import Any
 from bench.common import REPO, environment
 
 DOC = REPO / "docs" / "performance.md"
-NAMES = ("latency", "memory", "dns", "simulate")
+NAMES = ("latency", "memory", "dns", "simulate", "formation", "failover")
 SIM_GATEWAYS, SIM_ISLANDS = 10_000, 1_000
 
 
@@ -91,6 +91,20 @@ def run_simulate(a: argparse.Namespace) -> tuple[str, Any]:
     return simulate.markdown(out), out
 
 
+def run_formation(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import formation
+
+    out = formation.run(islands=20, per_island=3, trials=a.formation_trials)
+    return formation.table(out), out
+
+
+def run_failover(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import failover
+
+    out = failover.run(trials=a.failover_trials)
+    return failover.table(out), out
+
+
 RUNNERS: dict[
     str, tuple[Callable[[argparse.Namespace], tuple[str, Any]], Callable[[argparse.Namespace], str]]
 ] = {
@@ -104,6 +118,11 @@ RUNNERS: dict[
         run_simulate,
         lambda a: f"python -m bench.simulate --gateways {SIM_GATEWAYS} --islands {SIM_ISLANDS}",
     ),
+    "formation": (
+        run_formation,
+        lambda a: f"python -m bench.formation --islands 20 --per-island 3 --trials {a.formation_trials}",
+    ),
+    "failover": (run_failover, lambda a: f"python -m bench.failover --trials {a.failover_trials}"),
 }
 
 
@@ -129,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--trials", type=int, default=30, help="latency trials per setup (default 30)")
     p.add_argument("--services", type=int, default=100, help="services bridged in the memory benchmark")
+    p.add_argument("--formation-trials", type=int, default=3, help="cold starts of 60 gateways (default 3)")
+    p.add_argument("--failover-trials", type=int, default=10, help="leader kills and stops each (default 10)")
     p.add_argument("--dns-trials", type=int, default=5)
     p.add_argument("--dns-duration", type=float, default=3.0, help="seconds per dnsperf trial")
     p.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")

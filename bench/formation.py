@@ -100,9 +100,9 @@ def one_trial(islands: int, per_island: int, timeout: float = 120.0) -> dict[str
                 for i in range(per_island):
                     s = status(tb, c, i)
                     if s.get("bridging"):
-                        print(f"campus-{c}/{i}: via {s.get('bridging_via')} structure "
-                              f"{(s.get('stages') or {}).get('structure')} imports {len(s.get('imported', []))}",
-                              file=sys.stderr)
+                        structure = (s.get("stages") or {}).get("structure")
+                        print(f"campus-{c}/{i}: via {s.get('bridging_via')} structure {structure} "
+                              f"imports {len(s.get('imported', []))}", file=sys.stderr)
         elapsed = time.time() - t0
         packets = [(after[c][0] - before[c][0]) / per_island for c in letters]
         octets = [(after[c][1] - before[c][1]) / per_island for c in letters]

@@ -51,5 +51,6 @@ if __name__ == "__main__":
     p.add_argument("--type", action="append", required=True)
     p.add_argument("--state-root", required=True)
     p.add_argument("addresses", nargs="+")
-    logging.basicConfig(level=os.environ.get("Z2Z_BENCH_LOG", "WARNING"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("Z2Z_BENCH_LOG", "WARNING")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.exit(asyncio.run(main(p.parse_args())))
