@@ -196,6 +196,8 @@ config_values = json_values | st.lists(st.text(max_size=30), max_size=4) | st.sa
 
 @PROPS
 @given(st.dictionaries(keys, config_values, max_size=6))
+@example({"host-template": "{host.real}-{site}"})  # once an AttributeError
+@example({"instance-template": "{site.__class__}"})
 def test_check_settings_raises_only_config_error(doc: dict[str, Any]) -> None:
     settings_ = only(ConfigError, check_settings, doc)
     if settings_ is not None:

@@ -13,6 +13,7 @@ import ipaddress
 import os
 import re
 import socket
+import string
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -222,8 +223,13 @@ def _template(*names: str) -> Callable[[str, Any], str]:
     def check(key: str, v: Any) -> str:
         v = _str(key, v)
         try:
+            # Only the plain names: "{host.real}" once escaped as an AttributeError (found by
+            # the property tests), and "{site.__class__}" has no business in a host name.
+            fields_ = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
+            if any(f not in names for f in fields_):
+                raise KeyError(", ".join(f for f in fields_ if f not in names))
             v.format(**{n: "x" for n in names})
-        except (KeyError, IndexError, ValueError) as exc:
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
             raise ConfigError(f"{key}: bad template {v!r} ({exc}); may use {names}") from None
         if "{site}" not in v:
             raise ConfigError(f"{key}: template {v!r} must contain {{site}}")
