@@ -606,3 +606,25 @@ def test_trust_and_allow_config_keys(tmp_path: Path) -> None:
             check_settings(bad)
     with pytest.raises(ConfigError, match="explicit imports nothing"):
         build({}, {"site": "x", "network-secret": "f", "trust": "explicit"})
+
+
+def test_gateway_trust_for_leader_records(tmp_path: Path) -> None:
+    from test_runtime import MemoryDht, MemoryLink, MemoryRendezvous
+
+    from z2z.config import build
+    from z2z.runtime import Gateway
+
+    secret = tmp_path / "s"
+    keys.new_secret(secret)
+    state = tmp_path / "state"
+    state.mkdir()
+    keys.save_known_sites(state, {"campus-b": public_key_bytes(site_key(9))})  # a stale entry for us
+    cfg = build({}, {"site": "campus-b", "type": (T,), "state-dir": str(state), "election": False,
+                     "network-secret": str(secret)})
+    gw = Gateway(cfg, MemoryLink(), MemoryRendezvous(MemoryDht()))
+    ka, kx = public_key_bytes(site_key(1)), public_key_bytes(site_key(2))
+    assert gw.trust_site("campus-a", ka) is None  # learned on first use, and persisted
+    assert keys.load_known_sites(state)["campus-a"] == ka
+    assert gw.trust_site("campus-a", kx) == "key-changed"
+    assert gw.trust_site("campus-b", gw.codec.public_key) is None  # our own records, always
+    assert gw.trust_site("campus-a", None) is None  # (public records carry no signer)

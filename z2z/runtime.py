@@ -566,6 +566,8 @@ class Gateway:
         """None if `signer` may speak for `site` (a leader record), else why not."""
         if signer is None:
             return None  # public network: nothing is signed
+        if site == self.config.site and signer == self.codec.public_key:
+            return None  # our own record, whatever was learned for our site before
         verdict = self.bridge.trust.check(site, signer)
         if verdict.event is not None:
             self._trust_news(verdict.event)
