@@ -628,3 +628,21 @@ def test_gateway_trust_for_leader_records(tmp_path: Path) -> None:
     assert gw.trust_site("campus-a", kx) == "key-changed"
     assert gw.trust_site("campus-b", gw.codec.public_key) is None  # our own records, always
     assert gw.trust_site("campus-a", None) is None  # (public records carry no signer)
+
+
+def test_link_announcements_carry_proof_of_membership() -> None:
+    from z2z.stages.wire import Announcement, State, check_txt, from_txt, sign_txt, to_txt
+
+    ann = Announcement("z2z", "campus-a", "0123456789abcdef", 5, State.LEADER, 1, 2,
+                       leader="0123456789abcdef")
+    member, stranger, public = Codec("z2z", SECRET), Codec("z2z", OTHER_SECRET), Codec("z2z")
+    txt = sign_txt(to_txt(ann), member)
+    assert "auth" in txt and from_txt(txt) == ann
+    on_the_wire = {k: v.encode() for k, v in txt.items()}  # as leadership.txt_dict hands it over
+    check_txt(on_the_wire, member)
+    for codec, bad in ((stranger, txt), (member, to_txt(ann)), (member, {**txt, "rank": "99"}),
+                       (member, sign_txt(to_txt(ann), stranger))):
+        with pytest.raises(WireError, match="auth"):
+            check_txt(bad, codec)
+    assert sign_txt(to_txt(ann), public) == to_txt(ann)  # public mode: format unchanged
+    check_txt(to_txt(ann), public)

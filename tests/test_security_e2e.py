@@ -10,6 +10,7 @@ and counted by b.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -154,3 +155,77 @@ def test_private_network_bridges_members_only(tb3: Testbed) -> None:
     for gw in (gw_a, gw_b, gw_c):
         assert gw.stop(timeout=15) == 0
         assert "Traceback" not in gw.stderr()
+
+
+def wait_for(cond, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            if cond():
+                return time.monotonic() - t0
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_private_network_with_islands_leaders_dht_and_failover(testbed: Testbed) -> None:
+    """Stages 1-3 in a private network: signed announcements keep a stranger on the same
+    link out of the island, sealed and signed leader records build the leaders' DHT, and
+    a follower sharing the site key takes over without any site refusing its key."""
+    tb = testbed
+    tb.add_host("a-gw2", "a", 3)
+    tb.add_host("a-gw3", "a", 4)
+    dht = tb.start_dht()
+    good, other = tb.workdir / "good.secret", tb.workdir / "other.secret"
+    keys.new_secret(good)
+    keys.new_secret(other)
+    site_key = tb.workdir / "campus-a.key"  # one key for the gateways of one site
+    keys.load_signing_key(site_key)
+
+    def run(host: str, site: str, url: str, secret: Path, *extra: str) -> Proc:
+        state = str(tb.workdir / f"state-{host}")
+        proc = tb.spawn(host, [sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
+                               "--rendezvous", url, "--type", T, "--state-dir", state,
+                               "--log-level", "debug", "--network-secret", str(secret), *extra],
+                        name=f"{host}-z2z")
+        proc.wait_line(r"started for site", timeout=30, stream="stderr")
+        return proc
+
+    members = ["a-gw", "a-gw2"]
+    gws = {h: run(h, "campus-a", dht.proxy_urls[0], good, "--site-key", str(site_key)) for h in members}
+    run("a-gw3", "intruder", dht.proxy_urls[0], other)  # same link, another network secret
+    run("b-gw", "campus-b", dht.proxy_urls[1], good)
+    watch = tb.spawn_tool("b-client", "mdns_watch", "--type", T)
+    printer(tb, "a-printer", "Campus Printer")
+    watch.wait_event(matching("up", instance="Campus Printer"), timeout=30)
+
+    def leaders() -> list[str]:
+        return [h for h in members if status(tb, h).get("bridging")]
+
+    wait_for(lambda: len(leaders()) == 1, 15, "one leader among the members on campus A")
+    wait_for(lambda: status(tb, "a-gw3").get("bridging"), 15, "the intruder to lead its own island")
+    nodes = {h: status(tb, h)["node"] for h in (*members, "a-gw3")}
+    island = {p["node"] for p in status(tb, members[0])["stages"]["island"]}
+    assert nodes["a-gw3"] not in island, "a gateway without the secret joined the island"
+    assert not {nodes["a-gw"], nodes["a-gw2"]} & {p["node"] for p in status(tb, "a-gw3")["stages"]["island"]}
+    wait_for(lambda: status(tb, members[0])["rejected"].get("bad-announcement", 0) > 0, 10,
+             "the stranger's announcements to be refused")
+
+    # stage 3 on sealed, signed leader records
+    [leader] = leaders()
+    took = wait_for(lambda: all(status(tb, h).get("bridging_via") == "dht" for h in (leader, "b-gw")), 40,
+                    "both leaders to bridge via their own DHT")
+    print(f"private network: leaders' DHT formed in {took:.2f} s")
+    assert status(tb, leader)["stages"]["structure"] == status(tb, "b-gw")["stages"]["structure"]
+
+    # failover: the follower signs with the same site key, so campus B keeps trusting it
+    mark = watch.mark()
+    gws[leader].signal(signal.SIGKILL)
+    [follower] = [h for h in members if h != leader]
+    wait_for(lambda: status(tb, follower).get("bridging"), 15, "the follower to take over")
+    time.sleep(5)
+    assert not [e for e in watch.events()[mark:] if e.get("event") == "down"]
+    rejected_b = status(tb, "b-gw")["rejected"]
+    assert not {r for r in rejected_b if "key-changed" in r or "signature" in r}, rejected_b
+    assert status(tb, "b-gw")["imported"] == ["Campus Printer._ipp._tcp (from campus-a)"]

@@ -50,7 +50,7 @@ from z2z.stages import (
     instance_name,
     to_txt,
 )
-from z2z.stages.wire import open_record, seal_record
+from z2z.stages.wire import check_txt, open_record, seal_record, sign_txt
 
 if TYPE_CHECKING:
     from z2z.runtime import Gateway
@@ -134,9 +134,13 @@ class Leadership:
 
     def peer_up(self, service: Service) -> None:
         try:
-            info = from_txt(txt_dict(service.txt))
+            txt = txt_dict(service.txt)
+            check_txt(txt, self.gateway.codec)  # private network: only members' announcements
+            info = from_txt(txt)
         except WireError as exc:
             log.debug("ignoring a _z2z._udp announcement (%s): %s", service.instance, exc)
+            if "auth" in str(exc):
+                self.gateway.count_reject("bad-announcement")
             return
         self.handle(PeerAnnounced(info))
 
@@ -156,7 +160,8 @@ class Leadership:
         gw = self.gateway
         for action in actions:
             if isinstance(action, Announce):
-                txt = tuple(f"{k}={v}".encode() for k, v in to_txt(action.info).items())
+                signed = sign_txt(to_txt(action.info), gw.codec)
+                txt = tuple(f"{k}={v}".encode() for k, v in signed.items())
                 svc = Service(GATEWAY_TYPE, self.instance, f"z2zgw-{self.settings.node}",
                               self.dht_port, txt, (self.address,))
                 gw.submit_link_op((GATEWAY_TYPE, self.instance), functools.partial(self._publish, svc))

@@ -164,6 +164,7 @@ class Codec:
         self.public_key = public_key_bytes(signing_key) if signing_key is not None else None
         self._nonce = nonce
         self._index_key = _hkdf(secret, "keys", network) if secret is not None else b""
+        self._link_key = _hkdf(secret, "link", network) if secret is not None else b""
         self._aead = ChaCha20Poly1305(_hkdf(secret, "aead", network)) if secret is not None else None
 
     # -- keys and ids --------------------------------------------------------
@@ -187,6 +188,17 @@ class Codec:
         if self.private:
             text = "id\0" + text
         return int.from_bytes(self._name(text, 8), "big") or 1
+
+    def link_tag(self, data: bytes) -> str | None:
+        """Proof of network membership for what gateways say on the link (None in public mode).
+
+        Base64 of HMAC-SHA256 with a key derived from the secret, truncated to 16 bytes:
+        a device on the link without the secret cannot forge a `_z2z._udp` announcement.
+        """
+        if not self.private:
+            return None
+        mac = hmac.new(self._link_key, b"z2z/v2/announce\0" + data, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(mac).decode("ascii").rstrip("=")
 
     # -- values ----------------------------------------------------------------
 

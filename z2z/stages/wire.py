@@ -284,6 +284,30 @@ def decode_record(data: bytes) -> LeaderRecord:
     )
 
 
+def _txt_canonical(txt: Mapping[str, str | bytes]) -> bytes:
+    items = sorted((k, v.encode() if isinstance(v, str) else v) for k, v in txt.items() if k != "auth")
+    return b"\n".join(k.encode() + b"=" + v for k, v in items)
+
+
+def sign_txt(txt: dict[str, str], codec: Codec) -> dict[str, str]:
+    """`txt` plus ``auth`` (an HMAC with the network secret) in a private network."""
+    tag = codec.link_tag(_txt_canonical(txt))
+    return txt if tag is None else {**txt, "auth": tag}
+
+
+def check_txt(txt: Mapping[str, str | bytes], codec: Codec) -> None:
+    """WireError unless `txt` carries the right ``auth`` (private network; public: anything goes)."""
+    import hmac
+
+    expected = codec.link_tag(_txt_canonical(txt))
+    if expected is None:
+        return
+    got = txt.get("auth", b"")
+    got_bytes = got.encode() if isinstance(got, str) else got
+    if not hmac.compare_digest(got_bytes, expected.encode()):
+        raise WireError("bad or missing auth (another network secret, or none)")
+
+
 def seal_record(r: LeaderRecord, codec: Codec) -> bytes:
     """What a leader puts under `codec.leaders_key()`: the record, sealed and signed if private."""
     return codec.seal(encode_record(r), codec.leaders_key())
