@@ -108,7 +108,9 @@ def test_ipv6_only_campuses_bridge(testbed: Testbed) -> None:
     watch = tb.spawn_tool("b-client", "mdns_watch", "--type", T, "--ip-version", "6")
     watch.wait_event("browsing")
     gw_a = gateway(tb, "a-gw", "campus-a", url, "--type", T)
-    gw_b = gateway(tb, "b-gw", "campus-b", url, "--type", T)
+    b6 = tb.node("b-gw").ipv6  # the status page and metrics, served over IPv6 too
+    gw_b = gateway(tb, "b-gw", "campus-b", url, "--type", T, "--http-listen", f"[{b6}]:8464",
+                   "--metrics-listen", f"[{b6}]:9464")
     v6 = tb.node("a-printer").ipv6
     printer(tb, "a-printer", "Campus Printer", v6, "--ip-version", "6")
     up = watch.wait_event(matching("up", instance="Campus Printer"), timeout=25)
@@ -119,6 +121,13 @@ def test_ipv6_only_campuses_bridge(testbed: Testbed) -> None:
         assert time.monotonic() < deadline, status(tb, "b-gw")
         time.sleep(0.2)
     assert status(tb, "b-gw")["bridging"]
+    # scraped from campus B's client, as a Prometheus server on that LAN would
+    code, metrics = tb.http_get("b-client", f"http://[{b6}]:9464/metrics")
+    assert code == 200, metrics
+    assert 'z2z_services{direction="import",site="campus-a",type="_ipp._tcp"} 1.0' in metrics
+    assert "z2z_leader 1.0" in metrics and "z2z_rendezvous_operation_seconds_count" in metrics
+    doc = tb.http_json("b-client", f"http://[{b6}]:8464/status.json")
+    assert [s["instance"] for s in doc["services"]] == ["Campus Printer"]
     assert gw_a.stop(timeout=15) == 0 and gw_b.stop(timeout=15) == 0
     assert "Traceback" not in gw_a.stderr() + gw_b.stderr()
 

@@ -130,7 +130,12 @@ class Leadership:
     # -- events in -------------------------------------------------------------
 
     def handle(self, event: object) -> None:
+        state, leader = self.machine.state, self.machine.leader()
         self._do(self.machine.handle(event, self.gateway.clock()))
+        if self.machine.state is not state:  # one line per stage change
+            log.info("stage %d: %s (was %s)", self.machine.state.stage, self.machine.state.value, state.value)
+        if self.machine.leader() != leader and self.machine.leader() not in ("", self.settings.node):
+            log.info("island leader is now %s", self.machine.leader())
 
     def peer_up(self, service: Service) -> None:
         try:
