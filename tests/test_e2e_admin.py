@@ -134,7 +134,8 @@ def test_ipv6_only_campuses_bridge(testbed: Testbed) -> None:
 
 def test_every_type_seen_on_the_link_minus_denied(testbed: Testbed) -> None:
     """`--type "*"`: A finds types through the _services._dns-sd._udp meta-query and
-    bridges them all but the denied one."""
+    exports them all but the denied one; B imports `"*"` and learns _daap._tcp,
+    which its own link never showed, from the DHT's type index."""
     tb = testbed
     dht = tb.start_dht()
     watch = tb.spawn_tool("b-client", "mdns_watch", "--type", "_daap._tcp", "--type", T)
@@ -146,7 +147,7 @@ def test_every_type_seen_on_the_link_minus_denied(testbed: Testbed) -> None:
     music.wait_event("registered", timeout=15)
     gw_a = gateway(tb, "a-gw", "campus-a", dht.proxy_urls[0], "--type", "*", "--deny-types", T,
                    "--no-election")
-    gw_b = gateway(tb, "b-gw", "campus-b", dht.proxy_urls[1], "--type", "_daap._tcp", "--type", T,
+    gw_b = gateway(tb, "b-gw", "campus-b", dht.proxy_urls[1], "--export-types", "--import-types", "*",
                    "--no-election")
     up = watch.wait_event(matching("up", instance="Music"), timeout=20)
     assert up["type"].startswith("_daap._tcp") and up["port"] == 3689
@@ -155,4 +156,5 @@ def test_every_type_seen_on_the_link_minus_denied(testbed: Testbed) -> None:
     st = status(tb, "a-gw")
     assert "_daap._tcp" in st["types"]["seen"] and T not in st["types"]["seen"]
     assert st["filtered"].get("deny-types") == 1
+    assert status(tb, "b-gw")["types"]["exported_elsewhere"] == ["_daap._tcp"]
     assert gw_a.stop(timeout=15) == 0 and gw_b.stop(timeout=15) == 0

@@ -431,8 +431,9 @@ FIELD_DOCS: dict[str, str] = {
     "dht-port": "UDP port of the leaders' embedded OpenDHT node.",
     "export-types": "Service types exported from this link; `\"*\"` = every type seen on it; `[]` = export "
                     "nothing (import-only gateway). Default: `type`.",
-    "import-types": "Service types imported onto this link; `\"*\"` = every type exported by or seen on this "
-                    "link; `[]` = import nothing (export-only gateway). Default: `type`.",
+    "import-types": "Service types imported onto this link; `\"*\"` = every type other sites export (learned "
+                    "from the DHT's type index) or this link shows; `[]` = import nothing (export-only "
+                    "gateway). Default: `type`.",
     "deny-types": "Service types never bridged either way, even under `\"*\"`.",
     "export-allow": "Only export instances whose name matches one of these globs (e.g. `\"Floor 2 *\"`). "
                     "Default: all.",

@@ -38,9 +38,10 @@ from z2z.leadership import GATEWAY_TYPE, Leadership
 from z2z.link.base import DynamicBrowsing, LinkBackend, LinkError
 from z2z.records import Service, routable_addresses
 from z2z.rendezvous.base import DhtValue, ListenHandle, Rendezvous, RendezvousError
-from z2z.security import KeyEvent, format_public_key, own_address_set
+from z2z.security import KeyEvent, SecurityError, format_public_key, own_address_set
 from z2z.stages import StageSettings
 from z2z.systemd import ServiceNotifier
+from z2z.typeindex import INDEX_TYPE, TypeIndex, TypeIndexError
 from z2z.web import HttpServer, json_body, render_status_html
 
 log = logging.getLogger("z2z")
@@ -90,6 +91,7 @@ class _PutQueue:
         self._task: asyncio.Task[None] | None = None
         self.backoff_max = 10.0
         self.failures = 0
+        self._kicked = False
         self.observe: Callable[[float], None] | None = None  # put latency, for metrics
 
     def start(self) -> None:
@@ -120,7 +122,7 @@ class _PutQueue:
                     del self._pending[ikey]
             if failed:
                 delay = min(self.backoff_max, max(0.5, delay * 2))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                await self._backoff(delay * random.uniform(0.5, 1.0))
                 self._wake.set()
             else:
                 if batch:
@@ -136,6 +138,17 @@ class _PutQueue:
         await self.rendezvous.put(put.key, put.value_id, put.data)
         if self.observe is not None:
             self.observe(time.monotonic() - started)
+
+    async def _backoff(self, seconds: float) -> None:
+        """Sleep before retrying, unless `retry_now` says the rendezvous is back."""
+        self._kicked = False
+        end = asyncio.get_running_loop().time() + seconds
+        while not self._kicked and asyncio.get_running_loop().time() < end:
+            await asyncio.sleep(0.05)
+
+    def retry_now(self) -> None:
+        """The rendezvous answers again: deliver what is pending without waiting out the backoff."""
+        self._kicked = True
 
     async def drain(self, timeout: float) -> bool:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -179,6 +192,9 @@ class Gateway:
         self.bridge = Bridge(self._bridge_settings(config), last_seq=self._state.last_seq,
                              active=not config.election, codec=self.codec, trust=trust)
         self._seen_types: set[str] = set()  # found on the link by the "*" type enumeration
+        # Which types each site exports (z2z.typeindex), for import-types = ["*"].
+        self.type_index = TypeIndex(config.network, config.site, config.ttl, config.refresh, config.max_skew)
+        self._index_types: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.leadership: Leadership | None = None
         if config.election:
@@ -407,7 +423,7 @@ class Gateway:
     def _follow_types(self) -> None:
         """Browse and listen to whatever the policy (and the types seen) now asks for."""
         policy = self.bridge.policy
-        browse = [t for t in (*policy.static_types(), *sorted(self._seen_types))
+        browse = [t for t in (*policy.static_types(), *sorted(self._seen_types | self._index_types))
                   if policy.exports_type(t) or policy.imports_type(t)]
         if isinstance(self.link, DynamicBrowsing):
             self._background(self.link.browse(browse))
@@ -450,6 +466,8 @@ class Gateway:
         if self._scheduler is not None and "anti-entropy" in changed:
             self._scheduler.reschedule_job("anti_entropy", trigger="interval", seconds=config.anti_entropy)
         self._execute(self.bridge.reconfigure(self._bridge_settings(config), self.clock()))
+        ti = self.type_index
+        ti.ttl, ti.refresh, ti.max_skew = config.ttl, config.refresh, config.max_skew
         if self._puts is not None:  # started: newly allowed values come with a full get
             self._follow_types()
             self._background(self.anti_entropy())
@@ -477,9 +495,10 @@ class Gateway:
     def _import_types(self) -> list[str]:
         policy = self.bridge.policy
         types = list(policy.static_import_types())
-        if policy.wildcard_import:  # "*": whatever this link shows or exports
-            types += sorted(t for t in self._seen_types | set(policy.static_types())
+        if policy.wildcard_import:  # "*": whatever this link shows or other sites export
+            types += sorted(t for t in self._seen_types | self._index_types | set(policy.static_types())
                             if t not in types and policy.imports_type(t))
+            types.append(INDEX_TYPE)
         return types
 
     def _listen_all(self) -> None:
@@ -492,9 +511,46 @@ class Gateway:
     def _listener_for(self, service_type: str) -> Callable[[DhtValue, bool], None]:
         def on_value(value: DhtValue, expired: bool) -> None:
             if not expired:  # expiry is decided by the application TTL, not the DHT
-                self._execute(self.bridge.remote_value(service_type, value.data, self.clock()))
+                self._remote_value(service_type, value.data, self.clock())
 
         return on_value
+
+    def _remote_value(self, service_type: str, data: bytes, now: float) -> None:
+        if service_type != INDEX_TYPE:
+            self._execute(self.bridge.remote_value(service_type, data, now))
+            return
+        key = self.bridge.key_for(INDEX_TYPE)
+        try:
+            opened = self.codec.open(data, key)
+            if not self.codec.verify(opened):
+                raise TypeIndexError("bad signature")
+            new = self.type_index.receive(opened.body, now)
+        except (TypeIndexError, SecurityError) as exc:
+            self.count_reject("bad-type-index")
+            log.debug("ignoring a type index entry: %s", exc)
+            return
+        new = [t for t in new if t not in self._index_types and self.bridge.policy.imports_type(t)]
+        if new:
+            log.info("other sites export %s: importing", ", ".join(new))
+            self._index_types.update(new)
+            self._follow_types()
+
+    def _publish_type_index(self, now: float) -> None:
+        """While bridging, keep this site's entry of the type index up to date."""
+        if not self.bridge.active or self._puts is None:
+            return
+        body = self.type_index.due((s.type for s in self.bridge.exports()), now)
+        if body is None:
+            return
+        key = self.bridge.key_for(INDEX_TYPE)
+        try:
+            data = self.codec.seal(body, key)
+        except (ValueError, SecurityError) as exc:
+            log.debug("cannot seal the type index entry: %s", exc)
+            return
+        self.bridge.seq = max(self.bridge.seq + 1, int(now * 1000))
+        value_id = self.codec.value_id(self.config.site, INDEX_TYPE, "", self.bridge.seq)
+        self._puts.submit(Put(key, value_id, data, INDEX_TYPE, "", "index"))
 
     async def anti_entropy(self) -> None:
         """Full `get` of every bridged type: repairs whatever listen missed."""
@@ -510,10 +566,12 @@ class Gateway:
             self._rendezvous_state(True, "")
             now = self.clock()
             for value in values:
-                self._execute(self.bridge.remote_value(service_type, value.data, now))
+                self._remote_value(service_type, value.data, now)
 
     async def _tick(self) -> None:
-        self._execute(self.bridge.tick(self.clock()))
+        now = self.clock()
+        self._execute(self.bridge.tick(now))
+        self._publish_type_index(now)
 
     async def _save_state_job(self) -> None:
         self._save_state()
@@ -615,6 +673,8 @@ class Gateway:
     def _rendezvous_state(self, ok: bool, detail: str) -> None:
         if ok and not self._rendezvous_ok:
             log.info("rendezvous reachable again")
+            if self._puts is not None:
+                self._puts.retry_now()
             asyncio.get_running_loop().create_task(self.anti_entropy())
         elif not ok and self._rendezvous_ok:
             log.warning("rendezvous unreachable (%s); retrying with backoff", detail)
@@ -648,7 +708,8 @@ class Gateway:
             "filtered": self.bridge.filtered.counts(),
             "types": {"export": list(self.bridge.policy.export_types),
                       "import": list(self.bridge.policy.import_types),
-                      "seen": sorted(self._seen_types), "listening": sorted(self._listens)},
+                      "seen": sorted(self._seen_types), "exported_elsewhere": sorted(self._index_types),
+                      "listening": sorted(self._listens)},
             "services": [service_json(s, "export", self.config.site) for s in self.bridge.exports()]
             + [service_json(s, "import", site) for site, s in self.bridge.imports()],
             "stages": self.leadership.status() if self.leadership else None,
