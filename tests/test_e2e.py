@@ -166,7 +166,7 @@ def test_rendezvous_outage_keeps_imports_and_catches_up(testbed: Testbed) -> Non
     dht = tb.start_dht()
     # Without elections the outside rendezvous stays the bridging store (no stage 3),
     # which is what this test is about; tests/test_stages_e2e.py covers the leaders' DHT.
-    fast = ("--ttl", "12", "--refresh", "3", "--anti-entropy", "3", "--max-skew", "2", "--no-election")
+    fast = ("--ttl", "20", "--refresh", "3", "--anti-entropy", "3", "--max-skew", "2", "--no-election")
     gw_a = gateway(tb, "a-gw", "campus-a", dht.proxy_urls[0], *fast)
     gw_b = gateway(tb, "b-gw", "campus-b", dht.proxy_urls[1], *fast)
     watch = tb.spawn_tool("b-client", "mdns_watch", "--type", T)
@@ -183,7 +183,7 @@ def test_rendezvous_outage_keeps_imports_and_catches_up(testbed: Testbed) -> Non
 
     tb.start_dht()  # empty DHT: the gateways must re-put and re-listen by themselves
     watch.wait_event(matching("up", instance="Second Printer"), timeout=30, after=mark)
-    time.sleep(16)  # beyond ttl + skew: the first printer must still be there (refreshed)
+    time.sleep(24)  # beyond ttl + skew: the first printer must still be there (refreshed)
     assert not [e for e in watch.events()[mark:] if e.get("event") == "down"]
     gw_a.wait_line(r"rendezvous reachable again", timeout=5, stream="stderr")
     assert gw_a.stop(timeout=15) == 0 and gw_b.stop(timeout=15) == 0
