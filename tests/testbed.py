@@ -486,7 +486,7 @@ ratelimit-interval-usec=1000000
 ratelimit-burst=1000
 
 [wide-area]
-enable-wide-area=no
+enable-wide-area={wide_area}
 
 [publish]
 publish-hinfo=no
@@ -832,7 +832,7 @@ class Testbed:
         return self.start_dht(timeout)
 
     # -- avahi --------------------------------------------------------------
-    def start_avahi(self, host: str, timeout: float = 10.0) -> Avahi:
+    def start_avahi(self, host: str, timeout: float = 10.0, *, wide_area: bool = False) -> Avahi:
         """Run a private dbus-daemon and avahi-daemon on `host`'s ``lan0``.
 
         Why private: avahi-daemon insists on one instance per machine (pid file
@@ -843,28 +843,31 @@ class Testbed:
         machine's avahi, if any, is neither touched nor seen.  The daemon's host
         name is the node name (``a-gw.local``).  Both die with the testbed.
         """
-        return self.start_avahis([host], timeout)[host]
+        return self.start_avahis([host], timeout, wide_area=wide_area)[host]
 
-    def start_avahis(self, hosts: Iterable[str], timeout: float = 10.0) -> dict[str, Avahi]:
+    def start_avahis(
+        self, hosts: Iterable[str], timeout: float = 10.0, *, wide_area: bool = False
+    ) -> dict[str, Avahi]:
         """`start_avahi` on several hosts at once (each daemon probes for ~1 s)."""
         started: dict[str, Avahi] = {}
         for host in hosts:
             if host in self.avahis:
                 started[host] = self.avahis[host]
                 continue
-            started[host] = self._spawn_avahi(host, timeout)
+            started[host] = self._spawn_avahi(host, timeout, wide_area)
         for host, avahi in started.items():
             avahi.daemon.wait_line("Server startup complete", timeout=timeout, stream="stderr")
             self.avahis[host] = avahi
         return started
 
-    def _spawn_avahi(self, host: str, timeout: float) -> Avahi:
+    def _spawn_avahi(self, host: str, timeout: float, wide_area: bool = False) -> Avahi:
         node = self.node(host)
         d = self.workdir / f"avahi-{host}"
         d.mkdir()
         socket_path = d / "system_bus_socket"
         (d / "dbus.conf").write_text(_DBUS_CONF.format(socket=socket_path))
-        (d / "avahi-daemon.conf").write_text(_AVAHI_CONF.format(host_name=host, ifname=node.ifname))
+        conf = _AVAHI_CONF.format(host_name=host, ifname=node.ifname, wide_area="yes" if wide_area else "no")
+        (d / "avahi-daemon.conf").write_text(conf)
         bus = self.spawn(
             host,
             ["dbus-daemon", "--nofork", "--nopidfile", "--config-file", str(d / "dbus.conf")],
