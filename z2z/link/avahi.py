@@ -61,7 +61,7 @@ import ipaddress
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +72,7 @@ import ifaddr
 from dnslib import SRV, DNSBuffer, DNSError
 from gi.repository import GLib
 
-from z2z.link.base import LinkError, LinkListener
+from z2z.link.base import KeyedLocks, LinkError, LinkListener
 from z2z.link.zeroconf import parse_txt
 from z2z.records import RecordError, Service, normalize_type, validate
 
@@ -758,12 +758,6 @@ class _Host:
     retry: float = HOST_RETRY
 
 
-@dataclass(slots=True)
-class _KeyLock:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
-
-
 class AvahiLink:
     """A `LinkBackend` on avahi-daemon's D-Bus API (see the module docstring).
 
@@ -801,7 +795,7 @@ class AvahiLink:
         self._published: dict[tuple[str, str], _Published] = {}
         self._hosts: dict[str, _Host] = {}
         self._own: set[tuple[str, str]] = set()  # (type, instance) keys of names in use here
-        self._locks: dict[tuple[str, str], _KeyLock] = {}
+        self._locks = KeyedLocks()
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- introspection (tests, status) ---------------------------------------
@@ -1159,7 +1153,7 @@ class AvahiLink:
         except RecordError as exc:
             raise LinkError(f"cannot publish {service.instance!r}: {exc}") from None
         key = _key(service_type, service.instance)
-        async with self._key_lock(key):
+        async with self._locks.hold(key):
             entry = self._published.get(key)
             if entry is not None and entry.service == service:
                 return entry.name
@@ -1198,7 +1192,7 @@ class AvahiLink:
             key = _key(normalize_type(service_type), instance)
         except RecordError:
             return
-        async with self._key_lock(key):
+        async with self._locks.hold(key):
             entry = self._published.pop(key, None)
             if entry is None:
                 return
@@ -1316,7 +1310,7 @@ class AvahiLink:
         self._spawn(self._recover(key, entry), f"z2z-avahi-collision {entry.name}")
 
     async def _recover(self, key: tuple[str, str], entry: _Published) -> None:
-        async with self._key_lock(key):
+        async with self._locks.hold(key):
             if self._published.get(key) is not entry or entry.group.state != avahi.ENTRY_GROUP_COLLISION:
                 return
             old = entry.name
@@ -1336,7 +1330,7 @@ class AvahiLink:
             )
 
     async def _republish(self, key: tuple[str, str]) -> None:
-        async with self._key_lock(key):
+        async with self._locks.hold(key):
             entry = self._published.get(key)
             if entry is not None and (entry.group.handle is None or entry.group.epoch != self._epoch):
                 await self._establish(entry)
@@ -1355,7 +1349,7 @@ class AvahiLink:
         if old is not None and old.host.lower() != service.host.lower():
             await self._detach_host(key, old.host)
         label = service.host.lower()
-        async with self._key_lock(("#host", label)):
+        async with self._locks.hold(("#host", label)):
             host = self._hosts.get(label)
             if host is None:
                 host = self._hosts[label] = _Host(service.host, _Group())
@@ -1365,7 +1359,7 @@ class AvahiLink:
 
     async def _detach_host(self, key: tuple[str, str], host_label: str) -> None:
         label = host_label.lower()
-        async with self._key_lock(("#host", label)):
+        async with self._locks.hold(("#host", label)):
             host = self._hosts.get(label)
             if host is None or host.users.pop(key, None) is None:
                 return
@@ -1377,7 +1371,7 @@ class AvahiLink:
 
     async def _refresh_host(self, label: str) -> None:
         """After a daemon restart: publish the host's addresses again."""
-        async with self._key_lock(("#host", label)):
+        async with self._locks.hold(("#host", label)):
             host = self._hosts.get(label)
             if host is not None:
                 host.addresses = ()
@@ -1428,7 +1422,7 @@ class AvahiLink:
     async def _host_retry(self, label: str, host: _Host) -> None:
         await asyncio.sleep(host.retry)
         host.retry = min(host.retry * 2, HOST_RETRY_MAX)
-        async with self._key_lock(("#host", label)):
+        async with self._locks.hold(("#host", label)):
             if self._hosts.get(label) is host and host.group.state == avahi.ENTRY_GROUP_COLLISION:
                 host.addresses = ()
                 host.group.handle, handle = None, host.group.handle
@@ -1437,19 +1431,6 @@ class AvahiLink:
                     with contextlib.suppress(_Gone, _AvahiError):
                         await client.run(client.free, self._owner, handle)
                 await self._sync_host(host)
-
-    @contextlib.asynccontextmanager
-    async def _key_lock(self, key: tuple[str, str]) -> AsyncIterator[None]:
-        """Serialise publish/withdraw/recovery per service (and per proxied host)."""
-        entry = self._locks.setdefault(key, _KeyLock())
-        entry.users += 1
-        try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._locks[key]
 
 
 def _safely(callback: Callable[..., None], *args: object) -> None:

@@ -8,7 +8,9 @@ the decisions live in the pure core (`z2z.bridge`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Protocol, runtime_checkable
 
 from z2z.records import Service
@@ -62,3 +64,26 @@ class DynamicBrowsing(Protocol):
 
     async def discover_types(self, on_type: Callable[[str], None]) -> None:
         """Report every service type seen on the link (``_services._dns-sd._udp`` PTRs), now and later."""
+
+
+class KeyedLocks:
+    """One asyncio lock per key, made on first use and dropped when nobody holds or waits.
+
+    Backends serialise publish/withdraw (and recovery) per service with it, so
+    probing never races an update of the same service while others go on.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[key]

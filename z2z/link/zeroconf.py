@@ -19,12 +19,11 @@ Things python-zeroconf does not do for us, and why they are done here:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import ifaddr
 from dnslib import TXT, DNSBuffer, DNSError
@@ -44,7 +43,7 @@ from zeroconf import (
 )
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from z2z.link.base import LinkError, LinkListener
+from z2z.link.base import KeyedLocks, LinkError, LinkListener
 from z2z.records import MAX_LABEL, RecordError, Service, normalize_type, truncate_label
 
 __all__ = ["ZeroconfLink", "encode_txt", "parse_txt", "select_interfaces", "service_from_info"]
@@ -260,12 +259,6 @@ class _Published:
     announcing: Awaitable[None] | None = None
 
 
-@dataclass(slots=True)
-class _KeyLock:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
-
-
 class ZeroconfLink:
     """A `LinkBackend` on python-zeroconf's asyncio API.
 
@@ -297,7 +290,7 @@ class ZeroconfLink:
         self._published: dict[tuple[str, str], _Published] = {}
         self._own_names: set[str] = set()  # instance name keys registered here
         self._withdrawn: dict[str, float] = {}  # name key -> monotonic time of goodbye
-        self._locks: dict[tuple[str, str], _KeyLock] = {}
+        self._locks = KeyedLocks()
         self._background: set[Awaitable[None]] = set()
 
     @property
@@ -502,7 +495,7 @@ class ZeroconfLink:
         """
         aiozc = self._require_started()
         key = _key(service.type, service.instance)
-        async with self._key_lock(key):
+        async with self._locks.hold(key):
             entry = self._published.get(key)
             if entry is not None:
                 if entry.service != service:
@@ -541,7 +534,7 @@ class ZeroconfLink:
         if aiozc is None:
             return
         key = _key(service_type, instance)
-        async with self._key_lock(key):
+        async with self._locks.hold(key):
             entry = self._published.pop(key, None)
             if entry is None:
                 return
@@ -607,19 +600,6 @@ class ZeroconfLink:
             isinstance(rec, DNSPointer) and not rec.is_expired(now) and rec.alias.lower() == key
             for rec in zc.cache.entries_with_name(fq_type)
         )
-
-    @contextlib.asynccontextmanager
-    async def _key_lock(self, key: tuple[str, str]) -> AsyncIterator[None]:
-        """Serialise publish/withdraw per service so probing never races an update."""
-        entry = self._locks.setdefault(key, _KeyLock())
-        entry.users += 1
-        try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._locks[key]
 
     def _track(self, awaitable: Awaitable[None]) -> Awaitable[None]:
         """Keep a broadcast task referenced until done, so close() can wait for it."""
