@@ -161,3 +161,13 @@ def test_journald_logs_have_no_timestamps(monkeypatch: pytest.MonkeyPatch) -> No
     finally:
         root.handlers, level = saved
         root.setLevel(level)
+
+
+def test_state_directory_from_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
+    from z2z.config import default_state_dir
+
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/z2z:/var/lib/other")
+    assert default_state_dir() == "/var/lib/z2z"
+    monkeypatch.delenv("STATE_DIRECTORY")
+    assert default_state_dir() != "/var/lib/other"
+

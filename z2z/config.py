@@ -46,6 +46,9 @@ class ConfigError(ValueError):
 
 
 def default_state_dir() -> str:
+    # Under systemd (StateDirectory=z2z) the service user is not root and has no home.
+    if os.environ.get("STATE_DIRECTORY"):
+        return os.environ["STATE_DIRECTORY"].split(":")[0]
     if os.geteuid() == 0:
         return "/var/lib/z2z"
     base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
@@ -410,8 +413,8 @@ FIELD_DOCS: dict[str, str] = {
             "say otherwise; `\"*\"` = every type seen on the link.",
     "network": "Deployment name: gateways only bridge within their network (separates deployments "
                "sharing a DHT).",
-    "state-dir": "Node identity, sequence numbers and status.json. Default: `/var/lib/z2z` as root, "
-                 "else `~/.local/state/z2z`.",
+    "state-dir": "Node identity, sequence numbers and status.json. Default: systemd's `$STATE_DIRECTORY`, "
+                 "else `/var/lib/z2z` as root, else `~/.local/state/z2z`.",
     "ttl": "Seconds importers keep a service without news from its site.",
     "refresh": "Seconds between re-puts of each export (must be below `ttl`).",
     "anti-entropy": "Seconds between full `get`s that repair missed pushes.",
