@@ -5,6 +5,7 @@ two IPv6-only campus LANs bridging each other."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,13 +19,28 @@ pytestmark = pytest.mark.netns
 T = "_ipp._tcp"
 
 
-def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str) -> Proc:
+NOBODY = 65534
+
+
+def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, as_nobody: bool = False) -> Proc:
+    """`z2z run` on `host`; `as_nobody` runs it as contrib/z2z.service does: an unprivileged
+    user, no new privileges, the state directory named by $STATE_DIRECTORY."""
     state = tb.workdir / f"state-{host}"
+    prefix: list[str] = []
+    env: dict[str, str] = {}
+    if as_nobody:
+        state.mkdir()
+        os.chown(state, NOBODY, NOBODY)
+        tb.workdir.chmod(0o711)
+        prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--no-new-privs"]
+        env = {"STATE_DIRECTORY": str(state), "HOME": "/nonexistent"}
     proc = tb.spawn(
         host,
-        [sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
-         "--rendezvous", rendezvous, "--state-dir", str(state), "--log-level", "debug", *extra],
+        [*prefix, sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
+         "--rendezvous", rendezvous, "--log-level", "debug", *extra,
+         *([] if as_nobody else ["--state-dir", str(state)])],
         name=f"{host}-z2z",
+        env=env,
     )
     proc.wait_line(r"INFO z2z: bridging", timeout=30, stream="stderr")
     return proc
@@ -107,7 +123,7 @@ def test_ipv6_only_campuses_bridge(testbed: Testbed) -> None:
     url = f"http://[fd77::1]:{dht.proxy_ports[0]}"
     watch = tb.spawn_tool("b-client", "mdns_watch", "--type", T, "--ip-version", "6")
     watch.wait_event("browsing")
-    gw_a = gateway(tb, "a-gw", "campus-a", url, "--type", T)
+    gw_a = gateway(tb, "a-gw", "campus-a", url, "--type", T, as_nobody=True)
     b6 = tb.node("b-gw").ipv6  # the status page and metrics, served over IPv6 too
     gw_b = gateway(tb, "b-gw", "campus-b", url, "--type", T, "--http-listen", f"[{b6}]:8464",
                    "--metrics-listen", f"[{b6}]:9464")
@@ -121,6 +137,7 @@ def test_ipv6_only_campuses_bridge(testbed: Testbed) -> None:
         assert time.monotonic() < deadline, status(tb, "b-gw")
         time.sleep(0.2)
     assert status(tb, "b-gw")["bridging"]
+    assert (tb.workdir / "state-a-gw" / "status.json").stat().st_uid == NOBODY  # A runs unprivileged
     # scraped from campus B's client, as a Prometheus server on that LAN would
     code, metrics = tb.http_get("b-client", f"http://[{b6}]:9464/metrics")
     assert code == 200, metrics
