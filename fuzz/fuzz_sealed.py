@@ -7,7 +7,8 @@ The first byte picks what the rest is:
 - 64-127: a plaintext sealed with the right secret and key, so the fuzzer
   reaches what lies behind the tag (signer, signature, envelope) like a rogue
   member of the network would;
-- 128-191: the same for a leader record under the leaders key;
+- 128-159: a raw leader record as a public network reads it (`decode_record`);
+- 160-191: a plaintext sealed as a leader record under the leaders key;
 - 192-255: a valid sealed value with these bytes XORed in (tampering).
 
 Allowed exceptions: `SecurityError`, `ProtocolError`, `WireError`.
@@ -30,6 +31,7 @@ SECRET = bytes(range(32))
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
 CODEC = Codec("z2z", SECRET, KEY, nonce=lambda n: b"\x01" * n)
 READER = Codec("z2z", SECRET)
+PUBLIC = Codec("z2z")
 TYPE_KEY = CODEC.type_key("_ipp._tcp")
 SVC = Service("_ipp._tcp", "Printer", "printer", 631, (b"rp=ipp/print",), ("10.1.0.9",))
 ENV = Envelope("z2z", "campus-a", "0123456789abcdef", 5, 1.8e9, 120, False, SVC)
@@ -64,6 +66,11 @@ def one_input(data: bytes) -> None:
         _value(rest)
     elif mode < 128:
         _value(_seal_raw(rest, TYPE_KEY))
+    elif mode < 160:
+        try:
+            open_record(rest, PUBLIC)
+        except WireError:
+            return
     elif mode < 192:
         try:
             record, signer = open_record(_seal_raw(rest, READER.leaders_key()), READER)
@@ -86,7 +93,9 @@ def seeds() -> list[bytes]:
         b"\x00" + BODY,
         b"\x40" + pub + good_sig + BODY,  # a valid value, behind the tag
         b"\x40" + pub + bytes(64) + BODY,
-        b"\x80" + pub + rec_opened.signature + RECORD,
+        b"\x80" + RECORD,
+        b"\x80" + b"[" * 1100,  # once a RecursionError out of decode_record
+        b"\xa0" + pub + rec_opened.signature + RECORD,
         b"\xc0",
         b"\xc0" + b"\x00" * 30 + b"\x01",
     ]

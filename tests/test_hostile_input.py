@@ -142,6 +142,45 @@ def test_bridge_never_raises_on_dht_values(data: bytes) -> None:
     assert sum(b.stats.rejected.values()) + len(b.imports()) <= 1
 
 
+# -- leader records, link announcements, proxy lines ----------------------------------------
+
+
+RECORD = b'{"z2z":1,"net":"z2z","site":"a","node":"0123456789abcdef","contact":"10.0.0.1:4222",' \
+    b'"structure":"","size":1,"ts":1800000000.0,"ttl":120}'
+
+
+@PROPS
+@given(st.binary(max_size=1100) | mutated(RECORD) | st.integers(1, 1100).map(lambda n: b"[" * n))
+@example(b"[" * 1000)  # once a RecursionError out of decode_record (found by fuzzing)
+def test_leader_record_decoder_raises_only_wire_error(data: bytes) -> None:
+    from z2z.stages.wire import decode_record
+
+    only(WireError, decode_record, data)
+
+
+@PROPS
+@given(st.dictionaries(st.sampled_from(["v", "net", "site", "node", "rank", "state", "inc", "seq", "leader",
+                                        "struct", "size", "dht", "peers", "auth", "x"]),
+                       st.binary(max_size=40) | st.sampled_from([b"1", b"leader", b"0123456789abcdef", b"z2z",
+                                                                 b"10.0.0.1:4222", b"-5"])))
+def test_announcement_decoder_raises_only_wire_error(txt: dict[str, bytes]) -> None:
+    from z2z.stages.wire import check_txt, from_txt
+
+    only(WireError, from_txt, txt)
+    only(WireError, check_txt, txt, READER)
+
+
+@PROPS
+@given(st.binary(max_size=2000) | st.integers(1, 3000).map(lambda n: b"[" * n)
+       | mutated(b'{"data":"eyJ9","id":"42","type":0,"seq":1}'))
+def test_proxy_lines_never_raise(line: bytes) -> None:
+    from collections import Counter
+
+    from z2z.rendezvous.proxy import parse_value_line
+
+    parse_value_line(line, Counter())
+
+
 # -- the unicast DNS server's query parser ---------------------------------------------
 
 

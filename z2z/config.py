@@ -356,6 +356,8 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:  # the message carries "(at line N, column M)"
         raise ConfigError(f"config file {path}: {exc}") from None
+    except RecursionError:  # a = [[[[… (found by fuzzing)
+        raise ConfigError(f"config file {path}: values nested too deeply") from None
     return check_settings(doc, source=str(path))
 
 
@@ -523,6 +525,8 @@ def check_file(path: str | os.PathLike[str]) -> list[str]:
         return [f"{path}: {exc}"]
     except tomllib.TOMLDecodeError as exc:
         return [f"{path}: {exc}"]
+    except RecursionError:
+        return [f"{path}: values nested too deeply"]
     lines = _key_lines(text)
     problems: list[str] = []
     good: dict[str, Any] = {}

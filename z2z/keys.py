@@ -150,7 +150,7 @@ def load_known_sites(state_dir: str | os.PathLike[str]) -> dict[str, bytes]:
         if p.exists():
             log.error("%s: every site will be learned anew", exc)
         return {}
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         log.error("known sites file %s is not JSON (%s): every site will be learned anew", p, exc)
         return {}
     out: dict[str, bytes] = {}

@@ -75,7 +75,7 @@ def parse_value_line(line: bytes, stats: Counter[str]) -> tuple[DhtValue, bool] 
     """
     try:
         obj = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…"
         stats["bad_json"] += 1
         return None
     if not isinstance(obj, dict):
@@ -341,7 +341,7 @@ class ProxyRendezvous:
             )
         try:
             info = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             info = None
         if not isinstance(info, dict) or not isinstance(info.get("node_id"), str):
             raise RendezvousError(

@@ -263,7 +263,7 @@ def decode_record(data: bytes) -> LeaderRecord:
         raise WireError("record too large")
     try:
         body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # "[[[[…": found by fuzzing
         raise WireError("not JSON") from exc
     if not isinstance(body, dict) or set(body) != _RECORD_FIELDS or body["z2z"] != WIRE_VERSION:
         raise WireError("bad fields or version")
