@@ -171,6 +171,17 @@ def test_announcement_decoder_raises_only_wire_error(txt: dict[str, bytes]) -> N
 
 
 @PROPS
+@given(st.binary(max_size=4096) | st.integers(1, 4000).map(lambda n: b"[" * n)
+       | mutated(b'{"idx":1,"net":"z2z","site":"a","ts":1800000000.0,"ttl":120,'
+                 b'"types":["_ipp._tcp"],"z2z":1}'))
+@example(b"[" * 4000)  # once a RecursionError
+def test_type_index_decoder_raises_only_its_error(data: bytes) -> None:
+    from z2z.typeindex import TypeIndexError, decode
+
+    only(TypeIndexError, decode, data)
+
+
+@PROPS
 @given(st.binary(max_size=2000) | st.integers(1, 3000).map(lambda n: b"[" * n)
        | mutated(b'{"data":"eyJ9","id":"42","type":0,"seq":1}'))
 def test_proxy_lines_never_raise(line: bytes) -> None:

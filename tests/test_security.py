@@ -646,3 +646,29 @@ def test_link_announcements_carry_proof_of_membership() -> None:
             check_txt(bad, codec)
     assert sign_txt(to_txt(ann), public) == to_txt(ann)  # public mode: format unchanged
     check_txt(to_txt(ann), public)
+
+
+async def test_type_index_entries_go_through_the_trust_policy(tmp_path: Path) -> None:
+    from test_runtime import MemoryDht, MemoryLink, MemoryRendezvous
+
+    from z2z import typeindex
+    from z2z.config import build
+    from z2z.runtime import Gateway
+
+    secret = tmp_path / "s"
+    keys.new_secret(secret)
+    cfg = build({}, {"site": "campus-b", "type": (T,), "state-dir": str(tmp_path / "b"), "election": False,
+                     "network-secret": str(secret)})
+    gw = Gateway(cfg, MemoryLink(), MemoryRendezvous(MemoryDht()))
+    raw = keys.read_secret(secret)
+    honest, rogue = Codec("z2z", raw, site_key(1)), Codec("z2z", raw, site_key(2))
+    key = gw.bridge.key_for(typeindex.INDEX_TYPE)
+
+    def entry(codec: Codec, ts: float) -> bytes:
+        body = typeindex.encode(typeindex.SiteTypes("z2z", "campus-a", ts, 120, (T,)))
+        return codec.seal(body, key)
+
+    gw._remote_value(typeindex.INDEX_TYPE, entry(honest, NOW), NOW)  # learns campus-a's key
+    assert gw.bridge.stats.rejected["bad-type-index"] == 0
+    gw._remote_value(typeindex.INDEX_TYPE, entry(rogue, NOW + 1), NOW + 1)  # claims campus-a
+    assert gw.bridge.stats.rejected["bad-type-index"] == 1

@@ -42,6 +42,7 @@ from z2z.security import KeyEvent, SecurityError, format_public_key, own_address
 from z2z.stages import StageSettings
 from z2z.systemd import ServiceNotifier
 from z2z.typeindex import INDEX_TYPE, TypeIndex, TypeIndexError
+from z2z.typeindex import decode as decode_type_index
 from z2z.web import HttpServer, json_body, render_status_html
 
 log = logging.getLogger("z2z")
@@ -524,6 +525,10 @@ class Gateway:
             opened = self.codec.open(data, key)
             if not self.codec.verify(opened):
                 raise TypeIndexError("bad signature")
+            if opened.signer is not None:  # private network: the site must trust that signer
+                refused = self.trust_site(decode_type_index(opened.body).site, opened.signer)
+                if refused is not None:
+                    raise TypeIndexError(refused)
             new = self.type_index.receive(opened.body, now)
         except (TypeIndexError, SecurityError) as exc:
             self.count_reject("bad-type-index")

@@ -57,7 +57,7 @@ def decode(data: bytes) -> SiteTypes:
         raise TypeIndexError("too large")
     try:
         doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: "[[[[…"
         raise TypeIndexError("not JSON") from None
     if not isinstance(doc, dict) or set(doc) != _FIELDS or doc["z2z"] != FORMAT or doc["idx"] != 1:
         raise TypeIndexError("not a z2z type index entry")
