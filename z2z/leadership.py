@@ -286,7 +286,10 @@ class Leadership:
         elif isinstance(action, Bootstrap | JoinStructure):
             if self.dht is None:
                 return
-            self.dht.add_bootstrap(parse_bootstrap(",".join(action.contacts)))
+            if isinstance(action, Bootstrap):
+                log.info("pinging leaders' DHT contacts %s", ", ".join(action.contacts) or "(none)")
+            if action.contacts:
+                self.dht.add_bootstrap(parse_bootstrap(",".join(action.contacts)))
             if isinstance(action, JoinStructure):
                 log.info("joining structure %s via %s", action.structure, ", ".join(action.contacts))
                 if gw.bridging_store is self.dht:
@@ -303,11 +306,21 @@ class Leadership:
                 gw.bridge_via(target, action.store.value)
 
     async def _peers(self) -> int:
+        """Good peers of the leaders' DHT node, 0 when no peer answered just now.
+
+        A count from an earlier lookup (``peers_stale``: this one got no answer in
+        time) is reported as 0 on purpose: it makes the stage machine re-ping its
+        structure's contacts, which is what reconnects a node cut off by a partition
+        once the network heals (OpenDHT alone may wait minutes, or forever on the
+        founder, which has no bootstrap node to go back to).
+        """
         if self.dht is None:
             return 0
         try:
             info: dict[str, Any] = await self.dht.node_info()
         except RendezvousError:
+            return 0
+        if info.get("peers_stale"):
             return 0
         return int(info.get("peers", 0))
 
@@ -315,7 +328,9 @@ class Leadership:
         while True:
             await asyncio.sleep(DHT_STATUS_EVERY)
             if self.dht is not None:
-                self.handle(DhtStatus(await self._peers(), ()))
+                peers = await self._peers()
+                log.debug("leaders' DHT node: %d good peers", peers)
+                self.handle(DhtStatus(peers, ()))
 
     def status(self) -> dict[str, Any]:
         return self.machine.status()
