@@ -30,6 +30,8 @@ if str(TESTS) not in sys.path:
 from netns import veth_pair  # noqa: E402  (tests/ is only importable once on sys.path)
 from testbed import DhtNet, Node, Proc, Testbed, skip_reason  # noqa: E402
 
+from bench.stats import pct  # noqa: E402
+
 __all__ = [
     "REPO",
     "DhtNet",
@@ -52,17 +54,6 @@ SERVICE_TYPE = "_ipp._tcp"
 
 
 # --- statistics ------------------------------------------------------------------------------
-
-
-def pct(values: Sequence[float], p: float) -> float:
-    """Percentile with linear interpolation between closest ranks (numpy's default)."""
-    xs = sorted(values)
-    if not xs:
-        return float("nan")
-    k = (len(xs) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:

@@ -51,6 +51,7 @@ from typing import Any
 from dnslib import EDNS0, QTYPE, DNSLabel, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
+from bench.stats import pct
 from z2z.dns import DnsSdServer, DnsSdZone
 from z2z.records import Service
 
@@ -127,17 +128,6 @@ class MemoryResolver(BaseResolver):
 
 
 # --- load -----------------------------------------------------------------------------------
-
-
-def _pct(values: Sequence[float], p: float) -> float:
-    """Percentile with linear interpolation (numpy's default), for small samples too."""
-    xs = sorted(values)
-    if not xs:
-        return float("nan")
-    k = (len(xs) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 def dnsperf_version() -> str | None:
@@ -335,11 +325,11 @@ async def bench(
                     "workload": load,
                     "qps": qps,
                     "qps_median": statistics.median(qps),
-                    "qps_p5": _pct(qps, 5),
-                    "qps_p95": _pct(qps, 95),
+                    "qps_p5": pct(qps, 5),
+                    "qps_p95": pct(qps, 95),
                     "lost_pct_max": max(t["lost"] for t in trial),
                     "response_bytes": statistics.mean(t["response_bytes"] for t in trial),
-                    "latency_ms": {f"p{p}": _pct(lat, p) * 1e3 for p in (50, 95, 99)},
+                    "latency_ms": {f"p{p}": pct(lat, p) * 1e3 for p in (50, 95, 99)},
                 }
 
         # The cache-less run shows the worst case: every query parsed and encoded by dnslib,

@@ -21,7 +21,6 @@ Rules (docs/protocol.md, docs/architecture.md):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from z2z import protocol
@@ -542,7 +541,3 @@ class Bridge:
     def _reject(self, reason: str, detail: str) -> Reject:
         self.stats.rejected[reason] += 1
         return Reject(reason, detail)
-
-
-def all_puts(actions: Iterable[Action]) -> list[Put]:
-    return [a for a in actions if isinstance(a, Put)]

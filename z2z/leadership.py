@@ -89,13 +89,16 @@ class Leadership:
     def __init__(self, gateway: Gateway, settings: StageSettings, *, dht_port: int, address: str) -> None:
         self.gateway = gateway
         self.machine = StageMachine(settings)
-        self.settings = settings
         self.dht_port = dht_port
         self.address = address  # our routable address on the link: the host record of the announcement
         self.dht: EmbeddedRendezvous | None = None
         self._ops: asyncio.Queue[Action] = asyncio.Queue()  # DHT actions, strictly in order
         self._tasks: list[asyncio.Task[None]] = []
         self._rendezvous_up: bool | None = None
+
+    @property
+    def settings(self) -> StageSettings:
+        return self.machine.settings
 
     @property
     def instance(self) -> str:
