@@ -10,6 +10,7 @@ from z2z.records import (
     host_label,
     normalize_type,
     routable_addresses,
+    validate,
 )
 
 PRINTER = Service(
@@ -37,6 +38,30 @@ def test_empty_txt_round_trips_as_empty() -> None:
 def test_garbage_is_a_record_error(raw: bytes) -> None:
     with pytest.raises(RecordError):
         decode_service(raw, "_ipp._tcp")
+
+
+@pytest.mark.parametrize(
+    ("instance", "why"),
+    [
+        ("", "empty"),
+        ("Evil\x00Printer", "control character"),
+        ("Line\nbreak", "control character"),
+        ("Bell\x07", "control character"),
+        ("Del\x7f", "control character"),
+        ("caf\ufffd", "not valid UTF-8"),
+        ("x" * 64, "longer than 63"),
+        ("é" * 32, "longer than 63"),  # 64 bytes of UTF-8
+    ],
+)
+def test_hostile_instance_names_are_refused(instance: str, why: str) -> None:
+    with pytest.raises(RecordError, match=why):
+        validate(Service("_ipp._tcp", instance, "h", 631, (), ("10.0.0.1",)))
+
+
+@pytest.mark.parametrize("instance", ["x" * 63, "é" * 31 + "x", "a.b.c", "back\\slash\\", "日本語 プリンタ"])
+def test_legal_odd_names_round_trip(instance: str) -> None:
+    svc = Service("_ipp._tcp", instance, "h", 631, (), ("10.0.0.1",))
+    assert decode_service(encode_service(svc), "_ipp._tcp") == svc
 
 
 def test_wrong_type_is_refused() -> None:

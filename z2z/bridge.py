@@ -15,7 +15,9 @@ Rules (docs/protocol.md, docs/architecture.md):
 - imported instance names that would collide on the link get a site suffix;
 - in a private network (z2z.security) values are sealed and signed, and only
   sites the trust policy accepts are imported;
-- an import must pass the address policy whole and fit its site's quotas.
+- an import must pass the address policy whole and fit its site's quotas;
+- a local service that keeps changing is held at its last exported state
+  until it settles (flap damping, `z2z.flap`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from z2z import protocol
+from z2z.flap import FlapDamper
 from z2z.policy import FilterStats, Policy
 from z2z.protocol import Envelope, ProtocolError
 from z2z.records import (
@@ -50,6 +53,8 @@ class BridgeSettings:
     ttl: int = 120
     refresh: float = 40.0
     max_skew: float = 30.0
+    # Half-life (s) of the flap damper's penalty; 0 exports every change at once.
+    flap_half_life: float = 10.0
     instance_template: str = "{instance} ({site})"
     host_template: str = "{host}-{site}"
     export: bool = True
@@ -111,13 +116,23 @@ class Reject:
 
 
 @dataclass(frozen=True, slots=True)
+class Damped:
+    """A local service started (`held`) or stopped being held by flap damping."""
+
+    service_type: str
+    instance: str
+    held: bool
+    changes: int  # changes seen since the service was last exported
+
+
+@dataclass(frozen=True, slots=True)
 class TrustNews:
     """A site key was learned (the runtime persists it) or changed (the runtime shouts)."""
 
     event: KeyEvent
 
 
-Action = Put | Publish | Withdraw | Reject | TrustNews
+Action = Put | Publish | Withdraw | Reject | TrustNews | Damped
 
 
 # ---------------------------------------------------------------------------
@@ -184,6 +199,7 @@ class _ImportTable(dict[tuple[str, str, str], _Import]):
 class BridgeStats:
     puts: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    damped: int = 0  # holds started by flap damping
 
 
 class Bridge:
@@ -213,6 +229,8 @@ class Bridge:
         self._exports: dict[tuple[str, str], _Export] = {}
         self._imports = _ImportTable()
         self.stats = BridgeStats()
+        self._flaps = FlapDamper(settings.flap_half_life)
+        self._changes: Counter[tuple[str, str]] = Counter()  # per held key, changes swallowed
 
     # -- queries -------------------------------------------------------------
 
@@ -228,6 +246,10 @@ class Bridge:
     def catalogue(self) -> list[Service]:
         """Everything this gateway can vouch for: local services and published imports."""
         return list(self._local.values()) + [svc for _, svc in self.imports()]
+
+    def held(self) -> list[tuple[str, str]]:
+        """(type, instance) of local services held by flap damping."""
+        return sorted(k for k in self._flaps.held_keys() if isinstance(k, tuple))
 
     def imports(self) -> list[tuple[str, Service]]:
         """(origin site, service as published on the link) for every live import."""
@@ -249,9 +271,25 @@ class Bridge:
             validate(service)
         except RecordError as exc:
             return [self._reject("bad-local-service", f"{service.instance!r}: {exc}")]
+        previous = self._local.get(service.key)
         self._local[service.key] = service
         actions = self._make_room(service.type, service.instance)
+        if previous != service and (previous is not None or service.key in self._flaps):
+            hold = self._flap(service.key, now)  # a change, or back after a goodbye
+            if hold is not None:
+                return actions + hold
         return actions + self._export(service, now)
+
+    def _flap(self, key: tuple[str, str], now: float) -> list[Action] | None:
+        """Count one change of a local service; the actions to take instead if it is held."""
+        was_held = self._flaps.held(key, now)
+        if not self._flaps.flap(key, now):
+            return None
+        self._changes[key] += 1
+        if was_held:
+            return []
+        self.stats.damped += 1
+        return [Damped(key[0], key[1], True, self._changes[key])]
 
     def _export(self, service: Service, now: float) -> list[Action]:
         if not self.settings.export or not self.active:
@@ -275,8 +313,12 @@ class Bridge:
 
     def local_down(self, service_type: str, instance: str, now: float) -> list[Action]:
         """A local service said goodbye or expired."""
-        self._local.pop((service_type, instance), None)
-        return self._unexport((service_type, instance), now)
+        key = (service_type, instance)
+        if self._local.pop(key, None) is not None:
+            hold = self._flap(key, now)
+            if hold is not None:
+                return hold
+        return self._unexport(key, now)
 
     def _unexport(self, key: tuple[str, str], now: float) -> list[Action]:
         if key not in self._exports:
@@ -408,7 +450,8 @@ class Bridge:
         actions: list[Action] = []
         if active:
             for service in list(self._local.values()):
-                actions += self._export(service, now)
+                if not self._flaps.held(service.key, now):
+                    actions += self._export(service, now)
             for (site, _, _), imp in self._imports.items():
                 if imp.origin is not None and imp.published is None:
                     imp.published = self._proxy_for(imp.origin, site, None)
@@ -436,6 +479,7 @@ class Bridge:
         old = self.settings
         self.settings = replace(settings, site=old.site, network=old.network, node=old.node)
         self.policy = self.settings.effective_policy()
+        self._flaps.half_life = self.settings.flap_half_life
         actions: list[Action] = []
         for ikey, imp in list(self._imports.items()):
             if imp.origin is None:
@@ -461,7 +505,8 @@ class Bridge:
             for key in list(self._exports):
                 actions += self._unexport(key, now)
         for service in list(self._local.values()):
-            actions += self._export(service, now)
+            if not self._flaps.held(service.key, now):
+                actions += self._export(service, now)
         return actions
 
     def renamed(self, site: str, service: Service, actual_instance: str) -> None:
@@ -514,8 +559,14 @@ class Bridge:
     # -- time ----------------------------------------------------------------
 
     def tick(self, now: float) -> list[Action]:
-        """Refresh exports that are due and drop imports whose TTL ran out."""
+        """Refresh exports that are due, end flap holds, drop imports whose TTL ran out."""
         actions: list[Action] = []
+        for key in self._flaps.release(now):
+            if not isinstance(key, tuple):
+                continue
+            actions.append(Damped(key[0], key[1], False, self._changes.pop(key, 0)))
+            local = self._local.get(key)  # export what the link shows now, whatever happened meanwhile
+            actions += self._export(local, now) if local is not None else self._unexport(key, now)
         for key, exp in list(self._exports.items()):
             if now - exp.issued >= self.settings.refresh:
                 actions.append(self._put(key, now, "refresh"))

@@ -57,6 +57,9 @@ def _run_parser(sub: Any) -> None:
                    help="seconds between full gets that repair missed pushes (default 30)")
     p.add_argument("--max-skew", type=float, metavar="SECONDS",
                    help="tolerated clock difference between sites (default 30)")
+    p.add_argument("--flap-half-life", type=float, metavar="SECONDS",
+                   help="flap damping: hold a local service changing more than 4 times in about "
+                        "this long (default 10; 0 = off)")
     p.add_argument("--instance-template", help="name for colliding imports (default '{instance} ({site})')")
     p.add_argument("--host-template", help="proxied host name (default '{host}-{site}')")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
@@ -195,6 +198,7 @@ def show_status(args: argparse.Namespace) -> int:
         "rejected  " + (", ".join(f"{k}={v}" for k, v in sorted(doc.get("rejected", {}).items())) or "none"),
         f"site key  {doc.get('site_key') or '-'} ({'private' if doc.get('private') else 'public'} network)",
         "filtered  " + (", ".join(f"{k}={v}" for k, v in sorted(doc.get("filtered", {}).items())) or "none"),
+        "flapping  " + (", ".join(doc.get("flapping", [])) or "none") + " (held by flap damping)",
     ]
     print("\n".join(lines))
     return 0 if running else 1

@@ -73,6 +73,7 @@ class GatewayConfig:
     refresh: float = 40.0
     anti_entropy: float = 30.0
     max_skew: float = 30.0
+    flap_half_life: float = 10.0
     instance_template: str = "{instance} ({site})"
     host_template: str = "{host}-{site}"
     log_level: str = "info"
@@ -313,6 +314,7 @@ FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "refresh": _number(1, 86400),
     "anti-entropy": _number(1, 86400),
     "max-skew": _number(0, 3600),
+    "flap-half-life": _number(0, 3600),
     "instance-template": _template("instance", "site"),
     "host-template": _template("host", "site"),
     "log-level": _log_level,
@@ -401,6 +403,7 @@ RELOADABLE = frozenset({
     "type", "export-types", "import-types", "deny-types",
     "export-allow", "export-deny", "import-allow", "import-deny", "import-from", "import-never-from",
     "instance-template", "host-template", "log-level", "ttl", "refresh", "anti-entropy", "max-skew",
+    "flap-half-life",
 })
 
 FIELD_DOCS: dict[str, str] = {
@@ -421,6 +424,9 @@ FIELD_DOCS: dict[str, str] = {
     "refresh": "Seconds between re-puts of each export (must be below `ttl`).",
     "anti-entropy": "Seconds between full `get`s that repair missed pushes.",
     "max-skew": "Seconds of clock difference tolerated between sites.",
+    "flap-half-life": "Flap damping: a local service that changes (or comes and goes) more than 4 times "
+                      "within about this many seconds is held at its last exported state until it "
+                      "settles (at most 3 half-lives); `0` exports every change at once.",
     "instance-template": "Name of an import whose instance name is taken on this link; must contain "
                          "`{site}`, may contain `{instance}`.",
     "host-template": "Host name of proxied services (`-z2z` is appended); must contain `{site}`, may "

@@ -13,6 +13,7 @@ as they happen, in a histogram.  Scrapes are served on the gateway's event loop
     z2z_stage, z2z_leader, z2z_island_size       the stage machine (docs/stages.md)
     z2z_dht_peers, z2z_leaders_known             the leaders' DHT and registry
     z2z_rendezvous_up, z2z_puts_total, z2z_info{site,network,node,version}
+    z2z_flapping_services, z2z_flap_holds_total  flap damping (local services held)
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ class _GatewayCollector(Collector):
                                 value=1 if doc["rendezvous_ok"] else 0)
         yield CounterMetricFamily("z2z_puts", "Values put into the DHT (new, changed, refresh, tombstones)",
                                   value=gw.bridge.stats.puts)
+        yield GaugeMetricFamily("z2z_flapping_services", "Local services held now by flap damping",
+                                value=len(doc.get("flapping") or []))
+        yield CounterMetricFamily("z2z_flap_holds", "Holds started by flap damping",
+                                  value=gw.bridge.stats.damped)
 
 
 class Metrics:

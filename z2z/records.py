@@ -18,6 +18,7 @@ LOCAL_DOMAIN = "local."
 MAX_LABEL = 63
 # TXT records beyond this are refused: a DHT value must stay small (see docs/protocol.md).
 MAX_TXT_BYTES = 4096
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SERVICE_TYPE = re.compile(r"^_[A-Za-z0-9](?:[A-Za-z0-9-]{0,13}[A-Za-z0-9])?\._(?:tcp|udp)$")
 
 
@@ -101,8 +102,15 @@ def truncate_label(text: str, limit: int = MAX_LABEL) -> str:
 def validate(service: Service) -> Service:
     """Check a service before it is carried anywhere; raise RecordError if not fit."""
     normalize_type(service.type)
-    if not service.instance or "\x00" in service.instance:
-        raise RecordError("empty instance name or NUL in it")
+    if not service.instance:
+        raise RecordError("empty instance name")
+    if _CONTROL.search(service.instance):
+        # RFC 6763 §4.1.1: no ASCII control characters (NUL, newline, escape...).
+        raise RecordError("control character in the instance name")
+    if "\ufffd" in service.instance:
+        # What a lossy UTF-8 decoder (python-zeroconf's) makes of invalid bytes:
+        # the name on the wire was not UTF-8, and re-announcing it would change it.
+        raise RecordError("instance name is not valid UTF-8")
     if len(service.instance.encode("utf-8")) > MAX_LABEL:
         raise RecordError(f"instance name longer than {MAX_LABEL} bytes")
     if not 0 < service.port < 65536:

@@ -31,7 +31,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from z2z import keys as key_store
 from z2z import state as state_store
-from z2z.bridge import Action, Bridge, BridgeSettings, Publish, Put, Reject, TrustNews, Withdraw
+from z2z.bridge import Action, Bridge, BridgeSettings, Damped, Publish, Put, Reject, TrustNews, Withdraw
 from z2z.config import GatewayConfig
 from z2z.dns import DnsSdServer, DnsSdZone, parse_listen
 from z2z.leadership import GATEWAY_TYPE, Leadership
@@ -243,6 +243,7 @@ class Gateway:
             ttl=config.ttl,
             refresh=config.refresh,
             max_skew=config.max_skew,
+            flap_half_life=config.flap_half_life,
             instance_template=config.instance_template,
             host_template=config.host_template,
             policy=policy,
@@ -624,6 +625,18 @@ class Gateway:
                 self._log_reject(action)
             elif isinstance(action, TrustNews):
                 self._trust_news(action.event)
+            elif isinstance(action, Damped):
+                self._log_damped(action)
+
+    def _log_damped(self, news: Damped) -> None:
+        if news.held:
+            level = logging.WARNING if self.bridge.stats.damped == 1 else logging.INFO
+            log.log(level, "%r (%s) keeps changing (%d changes): other sites keep its last exported "
+                    "state until it settles (flap damping, flap-half-life %g s)", news.instance,
+                    news.service_type, news.changes, self.config.flap_half_life)
+        else:
+            log.info("%r (%s) settled after %d held changes: exporting its current state",
+                     news.instance, news.service_type, news.changes)
 
     def trust_site(self, site: str, signer: bytes | None) -> str | None:
         """None if `signer` may speak for `site` (a leader record), else why not."""
@@ -708,6 +721,7 @@ class Gateway:
             "exported": sorted(s.instance + "." + s.type for s in self.bridge.exports()),
             "imported": sorted(f"{s.instance}.{s.type} (from {site})" for site, s in self.bridge.imports()),
             "rejected": dict(self.bridge.stats.rejected),
+            "flapping": [f"{i}.{t}" for t, i in self.bridge.held()],
             "private": self.codec.private,
             "site_key": format_public_key(self.codec.public_key) if self.codec.public_key else None,
             "filtered": self.bridge.filtered.counts(),
