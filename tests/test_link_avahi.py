@@ -126,6 +126,7 @@ from z2z.link.base import LinkError
 class Quiet:
     def service_up(self, s): pass
     def service_down(self, t, i): pass
+    def service_refused(self, n, r): pass
 
 print(type(open_link("auto")).__name__)
 async def main():

@@ -325,6 +325,15 @@ def test_zeroconf_link_over_real_mdns(two_links: tuple[Netns, Netns]) -> None:
         assert web_seen["text"] == "00"  # no TXT strings: the one empty string
         probed_latency = web_seen["t"] - web_pub["t0"]
 
+        # Withdrawn and published again at once (a remote service that came back): our own
+        # goodbye, still in the cache for a second, must not make the probe rename it.
+        link.send(op="withdraw", type="_http._tcp", instance="Wiki")
+        link.expect(lambda e: e["event"] == "withdrawn" and e["instance"] == "Wiki")
+        link.send(op="publish", service=web)
+        back = link.expect(lambda e: e["event"] == "published" and e["asked"] == "Wiki"
+                           and e["t0"] > web_pub["t0"])
+        assert back["instance"] == "Wiki"
+
         # A name already on the link is renamed, as allow_name_change would.
         clash = {**proxy, "instance": s1, "host": "clash-z2z"}
         link.send(op="publish", service=clash)

@@ -492,6 +492,10 @@ class Gateway:
             return
         self._execute(self.bridge.local_down(service_type, instance, self.clock()))
 
+    def service_refused(self, name: str, reason: str) -> None:
+        self.count_reject("bad-local-service")
+        self._log_reject(Reject("bad-local-service", f"{name!r}: {reason}"))
+
     # -- events from the rendezvous ------------------------------------------
 
     def _import_types(self) -> list[str]:

@@ -60,6 +60,9 @@ class Printer:
     def service_down(self, service_type: str, instance: str) -> None:
         emit("down", type=service_type, instance=instance)
 
+    def service_refused(self, name: str, reason: str) -> None:
+        emit("refused", name=name, reason=reason)
+
 
 async def handle(link: ZeroconfLink, cmd: dict[str, Any]) -> bool:
     op = cmd.get("op")

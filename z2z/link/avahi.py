@@ -1096,7 +1096,8 @@ class AvahiLink:
             host_label = labels[0].decode("utf-8")
             fqdn = ".".join(escape_label(lbl.decode("utf-8")) for lbl in labels).lower()
         except (ValueError, UnicodeDecodeError) as exc:
-            log.warning("avahi: ignoring %r: %s", found.instance, exc)
+            if self._listener is not None:
+                _safely(self._listener.service_refused, found.instance, f"bad SRV record: {exc}")
             return
         if found.host != fqdn:
             self._release_host_watch(found.host, key)
@@ -1121,7 +1122,8 @@ class AvahiLink:
         try:
             service = Service(found.type, found.instance, host_label, port, parse_txt(txt), addresses)
         except ValueError as exc:
-            log.warning("avahi: ignoring %r: %s", found.instance, exc)
+            if self._listener is not None:
+                _safely(self._listener.service_refused, found.instance, str(exc))
             return
         self._stale.discard(key)
         if self._reported.get(key) != service and self._listener is not None:

@@ -29,6 +29,9 @@ class LinkListener(Protocol):
     def service_down(self, service_type: str, instance: str) -> None:
         """A service said goodbye or its records expired."""
 
+    def service_refused(self, name: str, reason: str) -> None:
+        """The link announced something the backend cannot carry (a hostile or broken name)."""
+
 
 class LinkBackend(Protocol):
     """Browse, resolve, publish and withdraw DNS-SD services on one or more links.

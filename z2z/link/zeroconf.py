@@ -459,13 +459,15 @@ class ZeroconfLink:
                     aiozc.zeroconf, self._resolve_timeout_ms, question_type=DNSQuestionType.QM
                 )
             except BadTypeInNameException as exc:
-                log.warning("ignoring badly named service %r: %s", name, exc)
+                if self._listener is not None:
+                    _safely(self._listener.service_refused, name, f"bad name: {exc}")
                 return None
             if found:
                 try:
                     return service_from_info(bare, info)
                 except ValueError as exc:
-                    log.warning("ignoring service %r: %s", name, exc)
+                    if self._listener is not None:
+                        _safely(self._listener.service_refused, name, str(exc))
                     return None
             log.debug("no answer resolving %r (attempt %d)", name, attempt)
         log.warning("could not resolve %r after %d attempts", name, RESOLVE_ATTEMPTS)
@@ -486,9 +488,11 @@ class ZeroconfLink:
         announcement leaves at once.  This is safe for z2z because proxied hosts
         are renamed per site (no host conflicts), the core already suffixes
         colliding instance names, and a device that starts later with our name
-        sees our answer to its own probe and renames itself.  Types not browsed,
-        or browsed too briefly, are probed normally (``allow_name_change=True``);
-        so is everything with ``always_probe``.
+        sees our answer to its own probe and renames itself.  A name this link
+        withdrew less than `WITHDRAW_ECHO_S` ago is published the same way (it was
+        ours a moment ago).  Other types not browsed, or browsed too briefly, are
+        probed normally (``allow_name_change=True``); so is everything with
+        ``always_probe``.
 
         Publishing an already published key with other data updates the records
         in place (``async_update_service``); the same data is a no-op.
@@ -506,7 +510,11 @@ class ZeroconfLink:
                 return entry.instance
             fq_type = f"{normalize_type(service.type)}{LOCAL_SUFFIX}"
             info = self._make_info(service, f"{service.instance}.{fq_type}")
-            fast = not self._always_probe and self._cache_is_warm(fq_type)
+            # A name we withdrew a moment ago (a remote service that came back) is
+            # still ours: python-zeroconf's probe would find our own records and
+            # rename it ``Name-2``.
+            fast = not self._always_probe and (
+                self._cache_is_warm(fq_type) or self._recently_withdrawn(info.key))
             if fast:
                 self._rename_if_taken(aiozc, info, service.instance)
             try:
@@ -577,6 +585,10 @@ class ZeroconfLink:
             suffix = f"-{n}"
             info.name = f"{truncate_label(instance, MAX_LABEL - len(suffix))}{suffix}.{info.type}"
             n += 1
+
+    def _recently_withdrawn(self, key: str) -> bool:
+        at = self._withdrawn.get(key)
+        return at is not None and time.monotonic() - at <= WITHDRAW_ECHO_S
 
     def _name_taken(self, zc: Zeroconf, fq_type: str, name: str, info: ServiceInfo | None = None) -> bool:
         key = name.lower()
