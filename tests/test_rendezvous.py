@@ -31,6 +31,7 @@ from z2z.rendezvous import (
     open_rendezvous,
     parse_bootstrap,
 )
+from z2z.rendezvous.base import ConditionLog
 from z2z.rendezvous.proxy import iter_lines, parse_value_line
 
 needs_dhtnode = pytest.mark.skipif(shutil.which("dhtnode") is None, reason="needs dhtnode")
@@ -149,7 +150,7 @@ async def test_listen_survives_a_rendezvous_restart(
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         # Logged once per condition (stream broke, connection refused), not per retry.
         assert 1 <= len(warnings) <= 2, [r.getMessage() for r in warnings]
-        assert any("reconnected" in r.getMessage() for r in caplog.records)
+        assert any("works again" in r.getMessage() for r in caplog.records)
     finally:
         await a.close()
         await b.close()
@@ -273,17 +274,35 @@ async def serve_garbage(method: str, path: str, w: asyncio.StreamWriter) -> None
     w.write(head() + GARBAGE + line("8", b"tail-without-newline").rstrip(b"\n"))
 
 
-async def test_get_skips_and_counts_garbage_lines() -> None:
-    async with LyingServer(serve_garbage) as srv:
+async def serve_complete_garbage(method: str, path: str, w: asyncio.StreamWriter) -> None:
+    w.write(head() + GARBAGE)
+
+
+async def test_get_skips_and_counts_garbage_lines(caplog: pytest.LogCaptureFixture) -> None:
+    async with LyingServer(serve_complete_garbage) as srv:
         proxy = fast_proxy(srv.url)
         try:
             values = await proxy.get(new_key())
+            values_again = await proxy.get(new_key())
         finally:
             await proxy.close()
     assert sorted(values, key=lambda v: v.id) == [DhtValue(1, b"a"), DhtValue(2**64 - 1, b"b")]
-    assert proxy.stats == Counter(
-        bad_json=3, bad_field=3, bad_base64=1, bad_id=4, oversize_line=1, truncated_line=1
-    )
+    assert values_again == values
+    assert proxy.stats == Counter(bad_json=6, bad_field=6, bad_base64=2, bad_id=8, oversize_line=2)
+    junk = [r for r in caplog.records if "junk values" in r.getMessage()]
+    assert len(junk) == 1 and junk[0].levelno == logging.WARNING  # 24 refused lines, one log line
+
+
+async def test_a_get_ending_inside_a_line_is_partial_and_raises() -> None:
+    async with LyingServer(serve_garbage) as srv:  # the last line has no newline
+        proxy = fast_proxy(srv.url)
+        try:
+            with pytest.raises(RendezvousError, match="ends inside a line") as err:
+                await proxy.get(new_key())
+        finally:
+            await proxy.close()
+    assert err.value.condition == "truncated answer"
+    assert proxy.stats["truncated_line"] == 1
 
 
 async def test_listen_delivers_only_sane_values_and_reconnects_after_the_stream_ends() -> None:
@@ -603,3 +622,80 @@ def test_parse_bootstrap() -> None:
     assert parse_bootstrap("a:1, b") == [("a", 1), ("b", 4222)]
     with pytest.raises(ValueError, match="bad port"):
         parse_bootstrap("a:")
+
+
+async def test_a_put_answered_200_without_the_stored_value_is_not_a_put() -> None:
+    async def respond(method: str, path: str, w: asyncio.StreamWriter) -> None:
+        w.write(head() + (b'{"ok": true}' if method == "POST" else b""))
+
+    async with LyingServer(respond) as srv:
+        proxy = fast_proxy(srv.url)
+        try:
+            with pytest.raises(RendezvousError, match="without the stored value") as err:
+                await proxy.put(new_key(), 42, b"value")
+        finally:
+            await proxy.close()
+    assert err.value.condition == "put not echoed"
+
+
+async def test_an_echo_of_another_value_is_not_a_put_either() -> None:
+    async def respond(method: str, path: str, w: asyncio.StreamWriter) -> None:
+        w.write(head() + line("42", b"something else"))
+
+    async with LyingServer(respond) as srv:
+        proxy = fast_proxy(srv.url)
+        try:
+            with pytest.raises(RendezvousError, match="without the stored value"):
+                await proxy.put(new_key(), 42, b"value")
+        finally:
+            await proxy.close()
+
+
+async def test_a_listen_repeating_itself_delivers_each_value_once() -> None:
+    async def respond(method: str, path: str, w: asyncio.StreamWriter) -> None:
+        w.write(head())
+        for _ in range(2000):
+            w.write(line("1", b"same") * 5 + line("2", b"other"))
+            await w.drain()
+        await asyncio.sleep(10)
+
+    async with LyingServer(respond) as srv:
+        proxy = fast_proxy(srv.url)
+        got = Collector()
+        try:
+            proxy.listen(new_key(), got)
+            async with asyncio.timeout(5):
+                while proxy.stats["repeated_value"] < 11_998:
+                    await asyncio.sleep(0.02)
+        finally:
+            await proxy.close()
+    assert sorted(v.id for v, _, _ in got.items) == [1, 2]
+
+
+def test_condition_log_logs_each_condition_once_until_every_op_worked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    trouble = ConditionLog(logging.getLogger("t"), "proxy", rearm=60.0, clock=lambda: now[0])
+    caplog.set_level(logging.INFO, logger="t")
+    for _ in range(100):
+        for op in ("put", "get", "listen"):
+            trouble.failed(op, "HTTP 500", "boom")
+    trouble.failed("put", "timeout", "slow")
+    assert trouble.failing == ["HTTP 500", "timeout"] and trouble.counts["HTTP 500"] == 300
+    trouble.worked("get")
+    trouble.worked("listen")
+    trouble.failed("get", "HTTP 500", "again")  # put never worked: still the same outage
+    trouble.worked("put")
+    assert trouble.failing == ["HTTP 500"]  # get met it again since
+    trouble.worked("get")
+    assert trouble.failing == []
+    trouble.failed("listen", "HTTP 500", "a new outage")
+    for _ in range(50):
+        trouble.failed("get", "junk values", "bad_json", transient=False)
+    now[0] = 61.0
+    trouble.failed("get", "junk values", "bad_json", transient=False)
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [m.split(" (")[0] for m in messages] == [
+        "proxy: HTTP 500", "proxy: timeout", "proxy: HTTP 500", "proxy: junk values", "proxy: junk values"]
+    assert sum("works again" in r.getMessage() for r in caplog.records) == 2

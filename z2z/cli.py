@@ -192,7 +192,8 @@ def show_status(args: argparse.Namespace) -> int:
         f"dht       structure {st.get('structure') or '-'}, {st.get('structure_size', 0)} leaders, "
         f"{st.get('dht_peers', 0)} peers; bridging via {doc.get('bridging_via')}",
         f"rendezvous {doc.get('rendezvous') or 'public OpenDHT'}: "
-        + ("reachable" if doc.get("rendezvous_ok") else "UNREACHABLE"),
+        + ("reachable" if doc.get("rendezvous_ok") else "UNREACHABLE")
+        + (f" ({', '.join(doc['rendezvous_failing'])})" if doc.get("rendezvous_failing") else ""),
         f"exported  {len(doc.get('exported', []))}: " + ", ".join(doc.get("exported", [])),
         f"imported  {len(doc.get('imported', []))}: " + ", ".join(doc.get("imported", [])),
         "rejected  " + (", ".join(f"{k}={v}" for k, v in sorted(doc.get("rejected", {}).items())) or "none"),

@@ -14,6 +14,7 @@ as they happen, in a histogram.  Scrapes are served on the gateway's event loop
     z2z_dht_peers, z2z_leaders_known             the leaders' DHT and registry
     z2z_rendezvous_up, z2z_puts_total, z2z_info{site,network,node,version}
     z2z_flapping_services, z2z_flap_holds_total  flap damping (local services held)
+    z2z_rendezvous_failures_total{condition}     failed proxy operations, by condition
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ class _GatewayCollector(Collector):
                                 value=1 if doc["rendezvous_ok"] else 0)
         yield CounterMetricFamily("z2z_puts", "Values put into the DHT (new, changed, refresh, tombstones)",
                                   value=gw.bridge.stats.puts)
+        failures = CounterMetricFamily("z2z_rendezvous_failures", "Failed rendezvous (proxy) operations, "
+                                       "by condition", labels=["condition"])
+        for condition, n in sorted(doc["rendezvous_failures"].items()):
+            failures.add_metric([condition], n)
+        yield failures
         yield GaugeMetricFamily("z2z_flapping_services", "Local services held now by flap damping",
                                 value=len(doc.get("flapping") or []))
         yield CounterMetricFamily("z2z_flap_holds", "Holds started by flap damping",

@@ -285,8 +285,10 @@ class Gateway:
             (self._status_job, 1.0),
         )
         for job, every in jobs:
+            # Jitter on the full gets: gateways started together must not hit the DHT in step.
+            jitter = every / 10 if job == self.anti_entropy else None
             self._scheduler.add_job(job, "interval", seconds=every, coalesce=True, max_instances=1,
-                                    id=job.__name__)
+                                    id=job.__name__, jitter=jitter)
         self._scheduler.start()
         asyncio.get_running_loop().create_task(self.anti_entropy())
         log.info(
@@ -466,7 +468,8 @@ class Gateway:
         self.config = config
         logging.getLogger().setLevel(config.log_level.upper())
         if self._scheduler is not None and "anti-entropy" in changed:
-            self._scheduler.reschedule_job("anti_entropy", trigger="interval", seconds=config.anti_entropy)
+            self._scheduler.reschedule_job("anti_entropy", trigger="interval", seconds=config.anti_entropy,
+                                           jitter=config.anti_entropy / 10)
         self._execute(self.bridge.reconfigure(self._bridge_settings(config), self.clock()))
         ti = self.type_index
         ti.ttl, ti.refresh, ti.max_skew = config.ttl, config.refresh, config.max_skew
@@ -699,7 +702,10 @@ class Gateway:
                 self._puts.retry_now()
             asyncio.get_running_loop().create_task(self.anti_entropy())
         elif not ok and self._rendezvous_ok:
-            log.warning("rendezvous unreachable (%s); retrying with backoff", detail)
+            # The proxy adapter logs each failure condition itself (once); say what it means here.
+            level = logging.INFO if getattr(self.rendezvous, "trouble", None) is not None else logging.WARNING
+            log.log(level, "rendezvous unreachable (%s): imports stay as they are, puts are retried "
+                    "with backoff", detail)
         self._rendezvous_ok = ok
 
     def _save_state(self) -> None:
@@ -712,6 +718,7 @@ class Gateway:
 
     def status(self) -> dict[str, Any]:
         """What `z2z status` prints (JSON-friendly)."""
+        trouble = getattr(self.rendezvous, "trouble", None)  # the proxy's ConditionLog
         return {
             "site": self.config.site,
             "network": self.config.network,
@@ -722,6 +729,8 @@ class Gateway:
             "bridging_via": self.bridging_via,
             "rendezvous": self.config.rendezvous,
             "rendezvous_ok": self._rendezvous_ok,
+            "rendezvous_failing": trouble.failing if trouble is not None else [],
+            "rendezvous_failures": dict(trouble.counts) if trouble is not None else {},
             "exported": sorted(s.instance + "." + s.type for s in self.bridge.exports()),
             "imported": sorted(f"{s.instance}.{s.type} (from {site})" for site, s in self.bridge.imports()),
             "rejected": dict(self.bridge.stats.rejected),

@@ -7,13 +7,25 @@ Both carry opaque bytes; what the bytes mean is `z2z.protocol`'s business.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 
 class RendezvousError(RuntimeError):
-    """The rendezvous could not be reached or refused an operation."""
+    """The rendezvous could not be reached or refused an operation.
+
+    `condition` is a short, stable label of what went wrong (``timeout``,
+    ``HTTP 500``, ``not HTTP``...), so that logs and metrics can group failures
+    whose messages differ only in keys or byte counts.
+    """
+
+    def __init__(self, message: str, condition: str = "error") -> None:
+        super().__init__(message)
+        self.condition = condition
 
 
 class PutNotConfirmed(RendezvousError):
@@ -22,6 +34,67 @@ class PutNotConfirmed(RendezvousError):
     Typical of a node without peers (a lone dhtnode answers 502): worth a retry,
     not an alarm.
     """
+
+
+class ConditionLog:
+    """Log each way a rendezvous fails once, not once per request, key or operation.
+
+    A broken or lying rendezvous fails the same way thousands of times (every
+    put retry, every listen reconnect, every key).  The first failure of each
+    `condition` (``timeout``, ``HTTP 500``...) is logged as a warning; repeats
+    are only counted (`counts`).  A transport condition is over once every
+    operation (`op`: put, get, listen...) that met it has worked again
+    (`worked`); only then is it logged again if it recurs, so a proxy that lies
+    to puts but answers gets is still logged once.  Bad content
+    (`transient=False`: junk values from a proxy that otherwise works) is
+    logged at most once per `rearm` seconds.
+    """
+
+    def __init__(self, logger: logging.Logger, what: str, rearm: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.what = what
+        self.rearm = rearm
+        self.clock = clock
+        self.counts: Counter[str] = Counter()  # condition -> failures
+        self._logged: dict[str, float] = {}  # condition -> when it was last logged
+        self._ops: dict[str, set[str]] = {}  # transport condition -> ops that met it, not yet worked
+
+    @property
+    def failing(self) -> list[str]:
+        """Transport conditions not over yet."""
+        return sorted(self._ops)
+
+    def failed(self, op: str, condition: str, detail: str, *, transient: bool = True) -> None:
+        self.counts[condition] += 1
+        now = self.clock()
+        if transient:
+            ops = self._ops.get(condition)
+            if ops is not None:
+                ops.add(op)
+                return
+            self._ops[condition] = {op}
+            self.logger.warning("%s: %s (%s: %s); retrying with backoff, further failures of this "
+                                "kind are only counted", self.what, condition, op, detail)
+            return
+        logged = self._logged.get(condition)
+        if logged is not None and now - logged < self.rearm:
+            return
+        self._logged[condition] = now
+        self.logger.warning("%s: %s (%s: %s); ignored, further ones are only counted",
+                            self.what, condition, op, detail)
+
+    def worked(self, op: str) -> None:
+        """`op` succeeded: conditions only it was still meeting are over."""
+        over = []
+        for condition, ops in list(self._ops.items()):
+            ops.discard(op)
+            if not ops:
+                del self._ops[condition]
+                over.append(condition)
+        if over:
+            self.logger.info("%s works again (after %s)", self.what,
+                             ", ".join(f"{c} ×{self.counts[c]}" for c in sorted(over)))
 
 
 @dataclass(frozen=True, slots=True)

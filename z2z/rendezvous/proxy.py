@@ -14,7 +14,9 @@ What the proxy (OpenDHT 2.4, Debian ``dhtnode``) does, and why the code looks so
   (TCP keep-alive notices a dead peer instead).
 
 Everything read from the proxy is untrusted: lines are bounded, parsed
-defensively and counted in `ProxyRendezvous.stats` when refused.
+defensively and counted in `ProxyRendezvous.stats` when refused; a put counts
+only when the proxy echoes the value it stored; each way the proxy fails is
+logged once (`ConditionLog`), however often it happens.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from z2z.rendezvous.base import DhtValue, ListenCallback, PutNotConfirmed, RendezvousError
+from z2z.rendezvous.base import ConditionLog, DhtValue, ListenCallback, PutNotConfirmed, RendezvousError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,10 @@ MAX_VALUE_ID = 2**64 - 1
 DEFAULT_MAX_LINE = 64 * 1024
 # Bodies we only read for an error message or node info.
 _SMALL_BODY = 16 * 1024
+# What `parse_value_line` and `iter_lines` count when they refuse a line.
+JUNK_REASONS = frozenset({"bad_json", "bad_field", "bad_id", "bad_base64", "oversize_line", "truncated_line"})
+# A listen connection delivering more distinct values than this per minute is cut (a flood).
+LISTEN_FLOOD_PER_MINUTE = 4096
 
 
 def _keepalive_options() -> list[tuple[int, int, int]]:
@@ -156,6 +162,24 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def condition_of(exc: BaseException) -> str:
+    """A short, stable label of a transport failure (see `RendezvousError.condition`)."""
+    if isinstance(exc, RendezvousError):
+        return exc.condition
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "cannot connect"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "truncated answer" if "incomplete" in str(exc) or "closed connection" in str(exc) \
+            else "not HTTP"
+    if isinstance(exc, httpx.ReadError | httpx.WriteError | ConnectionResetError):
+        return "connection reset"
+    if isinstance(exc, httpx.HTTPError):
+        return type(exc).__name__
+    return "network error"
+
+
 class ProxyRendezvous:
     """A `Rendezvous` backed by an OpenDHT REST proxy.
 
@@ -204,6 +228,8 @@ class ProxyRendezvous:
         self.permanent = permanent
         #: Refused input and reconnects, by reason (``bad_json``, ``oversize_line``...).
         self.stats: Counter[str] = Counter()
+        #: Failures by condition, each logged once (``timeout``, ``HTTP 500``, ``junk values``...).
+        self.trouble = ConditionLog(log, f"OpenDHT proxy {self.base_url}")
         self._listens: set[_ProxyListen] = set()
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
@@ -247,16 +273,35 @@ class ProxyRendezvous:
                 async with self._client.stream("POST", path, json=body) as response:
                     reply = await _read_bounded(response)
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            raise RendezvousError(f"put to {self.base_url}: {_describe(exc)}") from exc
-        if response.status_code == 200:
-            return
+            raise self._failed("put", f"put to {self.base_url}: {_describe(exc)}", condition_of(exc)) from exc
         text = reply.decode("utf-8", "replace")[:200]
+        if response.status_code == 200:
+            # The proxy answers with the value it stored: anything else is not a put.
+            echo = parse_value_line(reply.strip(), Counter())
+            if echo is None or echo[0] != DhtValue(value_id, data):
+                raise self._failed("put", f"put to {self.base_url}: HTTP 200 without the stored value "
+                                   f"({text[:80]!r})", "put not echoed")
+            self.trouble.worked("put")
+            return
         if response.status_code == 502:
+            self.trouble.worked("put")  # the proxy is fine; its node has no peers (yet)
             raise PutNotConfirmed(
                 f"put to {self.base_url}: no DHT peer confirmed it (HTTP 502 {text}); "
                 "the proxy's own node keeps the value"
             )
-        raise RendezvousError(f"put to {self.base_url}: HTTP {response.status_code} {text}")
+        raise self._failed("put", f"put to {self.base_url}: HTTP {response.status_code} {text}",
+                           f"HTTP {response.status_code}")
+
+    def _failed(self, op: str, message: str, condition: str) -> RendezvousError:
+        """Count and log (once per condition) a failed operation; the error to raise."""
+        self.trouble.failed(op, condition, message)
+        return RendezvousError(message, condition)
+
+    def _junk(self, op: str) -> None:
+        """A value line was refused (counted in `stats` by its reason): log the first."""
+        junk = {k: v for k, v in self.stats.items() if k in JUNK_REASONS}
+        self.trouble.failed(op, "junk values", ", ".join(f"{k} {v}" for k, v in sorted(junk.items())),
+                            transient=False)
 
     async def get(self, key: bytes) -> list[DhtValue]:
         """All values under `key`, de-duplicated; partial answers raise.
@@ -268,36 +313,43 @@ class ProxyRendezvous:
         path = f"/key/{check_key(key)}"
         values: dict[tuple[int, bytes], DhtValue] = {}
         received = 0
+        truncated = self.stats["truncated_line"]
         try:
             async with asyncio.timeout(self.get_deadline):
                 async with self._client.stream("GET", path) as response:
                     if response.status_code != 200:
                         reply = await _read_bounded(response, 200)
-                        raise RendezvousError(
-                            f"get from {self.base_url}: HTTP {response.status_code} "
-                            f"{reply.decode('utf-8', 'replace')}"
+                        raise self._failed(
+                            "get", f"get from {self.base_url}: HTTP {response.status_code} "
+                            f"{reply.decode('utf-8', 'replace')}", f"HTTP {response.status_code}"
                         )
                     async for line in iter_lines(response.aiter_raw(), self.max_line, self.stats):
                         received += len(line)
                         parsed = parse_value_line(line, self.stats)
                         if parsed is None:
+                            self._junk("get")
                             continue
                         value, expired = parsed
                         if not expired:
                             values.setdefault((value.id, value.data), value)
                         if len(values) > self.max_values or received > self.max_get_bytes:
                             self.stats["get_too_big"] += 1
-                            raise RendezvousError(
-                                f"get from {self.base_url}: more than {self.max_values} values "
-                                f"or {self.max_get_bytes} bytes under one key; refusing"
+                            raise self._failed(
+                                "get", f"get from {self.base_url}: more than {self.max_values} values "
+                                f"or {self.max_get_bytes} bytes under one key; refusing", "answer too big"
                             )
         except TimeoutError as exc:
             self.stats["get_deadline"] += 1
-            raise RendezvousError(
-                f"get from {self.base_url}: not finished after {self.get_deadline:g} s"
+            raise self._failed(
+                "get", f"get from {self.base_url}: not finished after {self.get_deadline:g} s", "get deadline"
             ) from exc
         except (httpx.HTTPError, OSError) as exc:
-            raise RendezvousError(f"get from {self.base_url}: {_describe(exc)}") from exc
+            raise self._failed("get", f"get from {self.base_url}: {_describe(exc)}",
+                               condition_of(exc)) from exc
+        if self.stats["truncated_line"] != truncated:  # the stream ended inside a line: partial
+            raise self._failed("get", f"get from {self.base_url}: the answer ends inside a line",
+                               "truncated answer")
+        self.trouble.worked("get")
         return list(values.values())
 
     def listen(self, key: bytes, callback: ListenCallback) -> _ProxyListen:
@@ -334,24 +386,34 @@ class ProxyRendezvous:
                 async with self._client.stream("GET", "/") as response:
                     body = await _read_bounded(response)
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            raise RendezvousError(f"OpenDHT proxy {self.base_url} unreachable: {_describe(exc)}") from exc
+            raise self._failed("node info", f"OpenDHT proxy {self.base_url} unreachable: {_describe(exc)}",
+                               condition_of(exc)) from exc
         if response.status_code != 200:
-            raise RendezvousError(
-                f"OpenDHT proxy {self.base_url} answered HTTP {response.status_code} to GET /"
+            raise self._failed(
+                "node info", f"OpenDHT proxy {self.base_url} answered HTTP {response.status_code} to GET /",
+                f"HTTP {response.status_code}",
             )
         try:
             info = json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError):
             info = None
         if not isinstance(info, dict) or not isinstance(info.get("node_id"), str):
-            raise RendezvousError(
-                f"{self.base_url} does not look like an OpenDHT proxy (no node_id in GET /)"
+            raise self._failed(
+                "node info", f"{self.base_url} does not look like an OpenDHT proxy (no node_id in GET /)",
+                "not an OpenDHT proxy",
             )
+        self.trouble.worked("node info")
         return info
 
 
 class _ProxyListen:
-    """One key's listen stream, kept alive by a background task until cancelled."""
+    """One key's listen stream, kept alive by a background task until cancelled.
+
+    Per connection, a value already delivered is not delivered again (a stream
+    that repeats itself costs nothing downstream), and a connection delivering
+    more than `LISTEN_FLOOD_PER_MINUTE` distinct values a minute is cut and
+    retried with backoff, like any other failure.
+    """
 
     def __init__(self, owner: ProxyRendezvous, hex_key: str, callback: ListenCallback) -> None:
         self.owner = owner
@@ -360,7 +422,6 @@ class _ProxyListen:
         self.task: asyncio.Task[None] | None = None
         self.cancelled = False
         self.connected = False  # True once the proxy sent response headers
-        self._condition: str | None = None  # the failure last logged
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -379,44 +440,55 @@ class _ProxyListen:
             try:
                 async with owner._client.stream("GET", path, timeout=timeout) as response:
                     if response.status_code != 200:
-                        raise _ListenRefused(f"HTTP {response.status_code}")
-                    self._up()
+                        raise RendezvousError(f"HTTP {response.status_code}", f"HTTP {response.status_code}")
+                    self.connected = True
+                    owner.trouble.worked("listen")
                     delay = owner.backoff_initial
-                    lines = iter_lines(response.aiter_raw(), owner.max_line, owner.stats)
-                    async for line in lines:
-                        parsed = parse_value_line(line, owner.stats)
-                        if parsed is not None and not self.cancelled:
-                            self._deliver(*parsed)
-                condition = "stream ended"
+                    await self._stream(response)
+                condition, detail = "stream ended", "the proxy closed the listen"
             except asyncio.CancelledError:
                 raise
-            except (httpx.HTTPError, OSError, _ListenRefused) as exc:
-                condition = _describe(exc)
+            except (httpx.HTTPError, OSError, RendezvousError) as exc:
+                condition, detail = condition_of(exc), _describe(exc)
             except Exception as exc:  # never let a listener die silently
                 log.exception("listen on %s: unexpected error", self.hex_key)
-                condition = _describe(exc)
+                condition, detail = type(exc).__name__, _describe(exc)
             self.connected = False
             if self.cancelled:
                 return
             owner.stats["listen_reconnects"] += 1
-            if condition != self._condition:
-                log.warning(
-                    "listen on %s via %s: %s; reconnecting with backoff",
-                    self.hex_key[:12],
-                    owner.base_url,
-                    condition,
-                )
-                self._condition = condition
+            owner.trouble.failed("listen", condition, f"key {self.hex_key[:12]}…: {detail}")
             if time.monotonic() - began > owner.backoff_cap:
                 delay = owner.backoff_initial  # the connection lived: not a tight failure loop
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, owner.backoff_cap)
 
-    def _up(self) -> None:
-        self.connected = True
-        if self._condition is not None:
-            log.info("listen on %s via %s: reconnected", self.hex_key[:12], self.owner.base_url)
-            self._condition = None
+    async def _stream(self, response: httpx.Response) -> None:
+        owner = self.owner
+        seen: set[tuple[int, bytes, bool]] = set()
+        window, delivered = time.monotonic(), 0
+        async for line in iter_lines(response.aiter_raw(), owner.max_line, owner.stats):
+            parsed = parse_value_line(line, owner.stats)
+            if parsed is None:
+                owner._junk("listen")
+                continue
+            value, expired = parsed
+            if (value.id, value.data, expired) in seen:
+                owner.stats["repeated_value"] += 1
+                continue
+            if len(seen) >= owner.max_values:
+                seen.clear()
+            seen.add((value.id, value.data, expired))
+            now = time.monotonic()
+            if now - window > 60.0:
+                window, delivered = now, 0
+            delivered += 1
+            if delivered > LISTEN_FLOOD_PER_MINUTE:
+                owner.stats["listen_flood"] += 1
+                raise RendezvousError(
+                    f"more than {LISTEN_FLOOD_PER_MINUTE} values in a minute", "listen flood")
+            if not self.cancelled:
+                self._deliver(value, expired)
 
     def _deliver(self, value: DhtValue, expired: bool) -> None:
         """Run the callback on the loop; a failing callback must not kill the stream."""
@@ -425,7 +497,3 @@ class _ProxyListen:
         except Exception:
             log.exception("listen callback for %s failed", self.hex_key[:12])
             self.owner.stats["callback_errors"] += 1
-
-
-class _ListenRefused(Exception):
-    """The proxy answered the listen request with an error status."""
