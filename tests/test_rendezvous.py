@@ -676,7 +676,7 @@ def test_condition_log_logs_each_condition_once_until_every_op_worked(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = [0.0]
-    trouble = ConditionLog(logging.getLogger("t"), "proxy", rearm=60.0, clock=lambda: now[0])
+    trouble = ConditionLog(logging.getLogger("t"), "proxy", quiet=30.0, rearm=60.0, clock=lambda: now[0])
     caplog.set_level(logging.INFO, logger="t")
     for _ in range(100):
         for op in ("put", "get", "listen"):
@@ -699,3 +699,6 @@ def test_condition_log_logs_each_condition_once_until_every_op_worked(
     assert [m.split(" (")[0] for m in messages] == [
         "proxy: HTTP 500", "proxy: timeout", "proxy: HTTP 500", "proxy: junk values", "proxy: junk values"]
     assert sum("works again" in r.getMessage() for r in caplog.records) == 2
+    # a condition that has not recurred for `quiet` seconds is over, even if its op never proved itself
+    assert trouble.failing == []
+    assert sum("works again" in r.getMessage() for r in caplog.records) == 3

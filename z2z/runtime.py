@@ -108,6 +108,7 @@ class _PutQueue:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            self._kicked = False  # a `retry_now` from here on cuts the backoff after this batch
             batch = dict(self._pending)
             results = await asyncio.gather(
                 *(self._put(p) for p in batch.values()),
@@ -142,7 +143,6 @@ class _PutQueue:
 
     async def _backoff(self, seconds: float) -> None:
         """Sleep before retrying, unless `retry_now` says the rendezvous is back."""
-        self._kicked = False
         end = asyncio.get_running_loop().time() + seconds
         while not self._kicked and asyncio.get_running_loop().time() < end:
             await asyncio.sleep(0.05)
@@ -220,6 +220,8 @@ class Gateway:
         self._listens: dict[str, ListenHandle] = {}  # imported type -> its listen on the bridging store
         self._scheduler: AsyncIOScheduler | None = None
         self._rendezvous_ok = True
+        self._rendezvous_failing: dict[str, str] = {}  # "put"/"get" -> why it failed last
+        self._anti_entropy_running = False
         self._logged_rejects: set[str] = set()
         self.dns: DnsSdServer | None = None
         self._dns_dirty = False
@@ -286,9 +288,12 @@ class Gateway:
         )
         for job, every in jobs:
             # Jitter on the full gets: gateways started together must not hit the DHT in step.
-            jitter = every / 10 if job == self.anti_entropy else None
-            self._scheduler.add_job(job, "interval", seconds=every, coalesce=True, max_instances=1,
-                                    id=job.__name__, jitter=jitter)
+            # Two instances: a get slower than the interval (a slow rendezvous) makes the
+            # second return at once instead of apscheduler warning at every round.
+            full_get = job == self.anti_entropy
+            self._scheduler.add_job(job, "interval", seconds=every, coalesce=True,
+                                    max_instances=2 if full_get else 1, id=job.__name__,
+                                    jitter=every / 10 if full_get else None)
         self._scheduler.start()
         asyncio.get_running_loop().create_task(self.anti_entropy())
         log.info(
@@ -566,7 +571,16 @@ class Gateway:
         self._puts.submit(Put(key, value_id, data, INDEX_TYPE, "", "index"))
 
     async def anti_entropy(self) -> None:
-        """Full `get` of every bridged type: repairs whatever listen missed."""
+        """Full `get` of every bridged type: repairs whatever listen missed (one at a time)."""
+        if self._anti_entropy_running:
+            return
+        self._anti_entropy_running = True
+        try:
+            await self._full_get()
+        finally:
+            self._anti_entropy_running = False
+
+    async def _full_get(self) -> None:
         store = self.bridging_store
         for service_type in list(self._listens):
             try:
@@ -574,9 +588,9 @@ class Gateway:
                 values = await store.get(self.bridge.key_for(service_type))
                 self._observe("get", self.bridging_via, time.monotonic() - started)
             except RendezvousError as exc:
-                self._rendezvous_state(False, str(exc))
+                self._rendezvous_state(False, str(exc), "get")
                 return
-            self._rendezvous_state(True, "")
+            self._rendezvous_state(True, "", "get")
             now = self.clock()
             for value in values:
                 self._remote_value(service_type, value.data, now)
@@ -695,7 +709,18 @@ class Gateway:
         else:
             log.debug("rejected (%s): %s", reject.reason, reject.detail)
 
-    def _rendezvous_state(self, ok: bool, detail: str) -> None:
+    def _rendezvous_state(self, ok: bool, detail: str, op: str = "put") -> None:
+        """Puts and gets report here; the rendezvous is OK when neither is failing.
+
+        Kept per operation so that a proxy failing one and answering the other
+        (a lying one) does not flip the state, and the logs, at every round.
+        """
+        if ok:
+            if self._rendezvous_failing.pop(op, None) is not None and self._puts is not None:
+                self._puts.retry_now()  # it answers again: pending puts need not wait out their backoff
+        else:
+            self._rendezvous_failing[op] = detail
+        ok = not self._rendezvous_failing
         if ok and not self._rendezvous_ok:
             log.info("rendezvous reachable again")
             if self._puts is not None:

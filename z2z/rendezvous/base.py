@@ -44,31 +44,38 @@ class ConditionLog:
     `condition` (``timeout``, ``HTTP 500``...) is logged as a warning; repeats
     are only counted (`counts`).  A transport condition is over once every
     operation (`op`: put, get, listen...) that met it has worked again
-    (`worked`); only then is it logged again if it recurs, so a proxy that lies
-    to puts but answers gets is still logged once.  Bad content
+    (`worked`), or once it has not recurred for `quiet` seconds; only then is
+    it logged again if it recurs.  So a proxy that lies to puts but answers gets
+    is logged once, and a listen on a key nobody writes (which never proves it
+    works) does not keep an old condition open.  Bad content
     (`transient=False`: junk values from a proxy that otherwise works) is
     logged at most once per `rearm` seconds.
     """
 
-    def __init__(self, logger: logging.Logger, what: str, rearm: float = 600.0,
+    def __init__(self, logger: logging.Logger, what: str, *, quiet: float = 120.0, rearm: float = 600.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.logger = logger
         self.what = what
+        self.quiet = quiet
         self.rearm = rearm
         self.clock = clock
         self.counts: Counter[str] = Counter()  # condition -> failures
-        self._logged: dict[str, float] = {}  # condition -> when it was last logged
-        self._ops: dict[str, set[str]] = {}  # transport condition -> ops that met it, not yet worked
+        self._ops: dict[str, set[str]] = {}  # open transport condition -> ops that met it, not yet worked
+        self._seen: dict[str, float] = {}  # open transport condition -> last failure
+        self._junk_logged: dict[str, float] = {}  # content condition -> when last logged
 
     @property
     def failing(self) -> list[str]:
         """Transport conditions not over yet."""
+        self._forget_quiet()
         return sorted(self._ops)
 
     def failed(self, op: str, condition: str, detail: str, *, transient: bool = True) -> None:
         self.counts[condition] += 1
         now = self.clock()
         if transient:
+            self._forget_quiet()
+            self._seen[condition] = now
             ops = self._ops.get(condition)
             if ops is not None:
                 ops.add(op)
@@ -77,21 +84,27 @@ class ConditionLog:
             self.logger.warning("%s: %s (%s: %s); retrying with backoff, further failures of this "
                                 "kind are only counted", self.what, condition, op, detail)
             return
-        logged = self._logged.get(condition)
+        logged = self._junk_logged.get(condition)
         if logged is not None and now - logged < self.rearm:
             return
-        self._logged[condition] = now
+        self._junk_logged[condition] = now
         self.logger.warning("%s: %s (%s: %s); ignored, further ones are only counted",
                             self.what, condition, op, detail)
 
     def worked(self, op: str) -> None:
         """`op` succeeded: conditions only it was still meeting are over."""
-        over = []
-        for condition, ops in list(self._ops.items()):
+        for ops in self._ops.values():
             ops.discard(op)
-            if not ops:
-                del self._ops[condition]
-                over.append(condition)
+        self._end([c for c, ops in self._ops.items() if not ops])
+
+    def _forget_quiet(self) -> None:
+        now = self.clock()
+        self._end([c for c, at in self._seen.items() if now - at >= self.quiet])
+
+    def _end(self, over: list[str]) -> None:
+        for condition in over:
+            del self._ops[condition]
+            del self._seen[condition]
         if over:
             self.logger.info("%s works again (after %s)", self.what,
                              ", ".join(f"{c} ×{self.counts[c]}" for c in sorted(over)))

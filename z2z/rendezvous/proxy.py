@@ -422,6 +422,9 @@ class _ProxyListen:
         self.task: asyncio.Task[None] | None = None
         self.cancelled = False
         self.connected = False  # True once the proxy sent response headers
+        # The current connection delivered a value or stayed open `backoff_cap` s.  Only
+        # then does the backoff start afresh: answering 200 and hanging up is no success.
+        self.proven = False
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -436,16 +439,28 @@ class _ProxyListen:
         # No read timeout: the proxy is silent (no headers either) until a value exists.
         timeout = httpx.Timeout(owner.timeout, read=None)
         while not self.cancelled:
-            began = time.monotonic()
+            self.proven = False
             try:
                 async with owner._client.stream("GET", path, timeout=timeout) as response:
                     if response.status_code != 200:
                         raise RendezvousError(f"HTTP {response.status_code}", f"HTTP {response.status_code}")
                     self.connected = True
-                    owner.trouble.worked("listen")
+                    # An answered listen that stays open a while works, even on a silent key.
+                    timer = asyncio.get_running_loop().call_later(owner.backoff_cap, self._proven)
+                    try:
+                        await self._stream(response)
+                    finally:
+                        timer.cancel()
+                if self.proven:
+                    # A stream that worked and then ended is routine (a proxy restart, an
+                    # idle connection closed): reconnect quietly, it is not a failure.
+                    log.debug("listen on %s: the proxy closed the stream; reconnecting", self.hex_key[:12])
+                    owner.stats["listen_reconnects"] += 1
+                    self.connected = False
+                    await asyncio.sleep(owner.backoff_initial * random.uniform(0.5, 1.0))
                     delay = owner.backoff_initial
-                    await self._stream(response)
-                condition, detail = "stream ended", "the proxy closed the listen"
+                    continue
+                condition, detail = "stream ended", "the proxy closed the listen before it worked"
             except asyncio.CancelledError:
                 raise
             except (httpx.HTTPError, OSError, RendezvousError) as exc:
@@ -456,10 +471,10 @@ class _ProxyListen:
             self.connected = False
             if self.cancelled:
                 return
+            if self.proven:  # it worked before failing: start the backoff afresh
+                self.proven, delay = False, owner.backoff_initial
             owner.stats["listen_reconnects"] += 1
             owner.trouble.failed("listen", condition, f"key {self.hex_key[:12]}…: {detail}")
-            if time.monotonic() - began > owner.backoff_cap:
-                delay = owner.backoff_initial  # the connection lived: not a tight failure loop
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, owner.backoff_cap)
 
@@ -487,8 +502,14 @@ class _ProxyListen:
                 owner.stats["listen_flood"] += 1
                 raise RendezvousError(
                     f"more than {LISTEN_FLOOD_PER_MINUTE} values in a minute", "listen flood")
+            if not self.proven:
+                self._proven()  # a well-formed value: the stream works
             if not self.cancelled:
                 self._deliver(value, expired)
+
+    def _proven(self) -> None:
+        self.proven = True
+        self.owner.trouble.worked("listen")
 
     def _deliver(self, value: DhtValue, expired: bool) -> None:
         """Run the callback on the loop; a failing callback must not kill the stream."""
