@@ -1,4 +1,5 @@
-"""Flap damping: the damper's arithmetic, and what the bridge exports while a service flaps."""
+"""A hostile local link and the bridge: flap damping (the damper, what is exported while a
+ service flaps) and the cap on how many local services are tracked."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from z2z import protocol
-from z2z.bridge import Bridge, BridgeSettings, Damped, Put
+from z2z.bridge import Bridge, BridgeSettings, Damped, Publish, Put, Withdraw
 from z2z.flap import FlapDamper
 from z2z.records import Service
 
@@ -140,3 +141,56 @@ def test_damping_can_be_turned_off_and_reload_releases_holds() -> None:
     acts = b.reconfigure(replace(b.settings, flap_half_life=0), NOW + 2)
     [final] = puts(acts + b.tick(NOW + 2))
     assert exported_state(final).service.port == 1009 and b.held() == []
+
+
+def test_a_device_announcing_thousands_of_names_is_capped() -> None:
+    from z2z.security import ImportRules, SiteLimits
+
+    b = bridge(rules=ImportRules(default=SiteLimits(max_services=100)))
+    exported = sum(len(puts(b.local_up(replace(PRINTER, instance=f"Spam {i}"), NOW))) for i in range(5000))
+    assert exported == 100 and len(b.exports()) == 100
+    assert b.stats.rejected["local-quota"] == 4900
+    # a service that leaves makes room; the ones already there keep being updated
+    b.local_down(T, "Spam 0", NOW + 1)
+    assert len(puts(b.local_up(replace(PRINTER, instance="Newcomer"), NOW + 2))) == 1
+    assert len(puts(b.local_up(replace(PRINTER, instance="Spam 1", port=9), NOW + 3))) == 1
+
+
+def link_actions(actions: list) -> list:
+    return [a for a in actions if isinstance(a, Publish | Withdraw)]
+
+
+def test_a_flapping_import_is_held_on_the_link_and_settles_to_the_last_version() -> None:
+    rogue = bridge(flap_half_life=0)  # a site that does not damp (or lies about it)
+    b = Bridge(BridgeSettings(site="campus-b", network="z2z", node="11" * 8, types=(T,)))
+    seen: list = []
+    t = NOW
+    for i in range(100):  # 10 s: gone, back, gone, back... every 100 ms
+        t = NOW + 0.1 * i
+        acts = rogue.local_up(PRINTER, t) if i % 2 == 0 else rogue.local_down(T, "Printer", t)
+        for put in puts(acts):
+            seen += b.remote_value(T, put.data, t)
+    changes = link_actions(seen)
+    assert 1 <= len(changes) <= 6, changes
+    assert [(d.site, d.held) for d in seen if isinstance(d, Damped)] == [("campus-a", True)]
+    assert b.held_imports() == [("campus-a", T, "Printer")]
+    shown = [s.instance for _, s in b.imports()]
+    # the last version was a tombstone: once settled, the link drops the printer, once
+    settled = b.tick(t + 30.5)
+    assert [type(a).__name__ for a in link_actions(settled)] == (["Withdraw"] if shown else [])
+    assert b.imports() == [] and b.held_imports() == []
+
+
+def test_an_import_whose_records_keep_changing_settles_on_the_newest() -> None:
+    rogue = bridge(flap_half_life=0)
+    b = Bridge(BridgeSettings(site="campus-b", network="z2z", node="11" * 8, types=(T,)))
+    published = 0
+    t = NOW
+    for i in range(50):
+        t = NOW + 0.1 * i
+        for put in puts(rogue.local_up(replace(PRINTER, port=1000 + i), t)):
+            published += len(link_actions(b.remote_value(T, put.data, t)))
+    assert published <= 6
+    [final] = link_actions(b.tick(t + 30.5))
+    assert isinstance(final, Publish) and final.service.port == 1049
+    assert final.service.instance == "Printer"  # same name on the link throughout

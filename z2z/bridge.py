@@ -16,8 +16,9 @@ Rules (docs/protocol.md, docs/architecture.md):
 - in a private network (z2z.security) values are sealed and signed, and only
   sites the trust policy accepts are imported;
 - an import must pass the address policy whole and fit its site's quotas;
-- a local service that keeps changing is held at its last exported state
-  until it settles (flap damping, `z2z.flap`).
+- a service that keeps changing is held until it settles (flap damping,
+  `z2z.flap`): a local one at its last exported state, an import at what the
+  link last showed of it.
 """
 
 from __future__ import annotations
@@ -117,12 +118,17 @@ class Reject:
 
 @dataclass(frozen=True, slots=True)
 class Damped:
-    """A local service started (`held`) or stopped being held by flap damping."""
+    """A service started (`held`) or stopped being held by flap damping.
+
+    `site` is None for a local service (its exports are held) and the origin
+    site for an import (what the link shows of it is held).
+    """
 
     service_type: str
     instance: str
     held: bool
-    changes: int  # changes seen since the service was last exported
+    changes: int  # changes swallowed while held
+    site: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +235,9 @@ class Bridge:
         self._exports: dict[tuple[str, str], _Export] = {}
         self._imports = _ImportTable()
         self.stats = BridgeStats()
-        self._flaps = FlapDamper(settings.flap_half_life)
-        self._changes: Counter[tuple[str, str]] = Counter()  # per held key, changes swallowed
+        self._flaps = FlapDamper(settings.flap_half_life)  # local services, by (type, instance)
+        self._import_flaps = FlapDamper(settings.flap_half_life)  # imports, by (site, type, instance)
+        self._changes: Counter[tuple[str, ...]] = Counter()  # per held key, changes swallowed
 
     # -- queries -------------------------------------------------------------
 
@@ -250,6 +257,10 @@ class Bridge:
     def held(self) -> list[tuple[str, str]]:
         """(type, instance) of local services held by flap damping."""
         return sorted(k for k in self._flaps.held_keys() if isinstance(k, tuple))
+
+    def held_imports(self) -> list[tuple[str, str, str]]:
+        """(site, type, instance) of imports held by flap damping."""
+        return sorted(k for k in self._import_flaps.held_keys() if isinstance(k, tuple))
 
     def imports(self) -> list[tuple[str, Service]]:
         """(origin site, service as published on the link) for every live import."""
@@ -272,6 +283,10 @@ class Bridge:
         except RecordError as exc:
             return [self._reject("bad-local-service", f"{service.instance!r}: {exc}")]
         previous = self._local.get(service.key)
+        if previous is None and len(self._local) >= self.settings.rules.default.max_services:
+            # A device announcing thousands of names: receivers would refuse them anyway.
+            return [self._reject("local-quota", f"{service.instance!r}: already {len(self._local)} "
+                                 "services on this link (max-services-per-site)")]
         self._local[service.key] = service
         actions = self._make_room(service.type, service.instance)
         if previous != service and (previous is not None or service.key in self._flaps):
@@ -282,14 +297,18 @@ class Bridge:
 
     def _flap(self, key: tuple[str, str], now: float) -> list[Action] | None:
         """Count one change of a local service; the actions to take instead if it is held."""
-        was_held = self._flaps.held(key, now)
-        if not self._flaps.flap(key, now):
+        return self._count_flap(self._flaps, key, now, Damped(key[0], key[1], True, 0))
+
+    def _count_flap(self, damper: FlapDamper, key: tuple[str, ...], now: float,
+                    notice: Damped) -> list[Action] | None:
+        was_held = damper.held(key, now)
+        if not damper.flap(key, now):
             return None
         self._changes[key] += 1
         if was_held:
             return []
         self.stats.damped += 1
-        return [Damped(key[0], key[1], True, self._changes[key])]
+        return [replace(notice, changes=self._changes[key])]
 
     def _export(self, service: Service, now: float) -> list[Action]:
         if not self.settings.export or not self.active:
@@ -393,7 +412,13 @@ class Bridge:
             over = self._over_quota(env.site, ikey, size)
             if over is not None:
                 return [*news, self._reject(over, f"{env.site}/{env.service.instance}")]
-            self._imports[ikey] = _Import(env.seq, expires, None, size=size)
+            entry = _Import(env.seq, expires, None, size=size)
+            self._imports[ikey] = entry
+            if known is not None and known.published is not None and self.active:
+                hold = self._import_flap(ikey, now)
+                if hold is not None:  # the link keeps showing it until the flapping stops
+                    entry.published = known.published
+                    return news + hold
             return news + self._unpublish(known, env.site)
         violation = self.settings.rules.address_violation(env.site, env.service.addresses)
         if violation is not None:  # one bad address refuses the whole record
@@ -412,9 +437,35 @@ class Bridge:
         if known is not None and known.published is not None and known.origin == origin:
             entry.published = known.published
             return news  # a refresh: same records, later expiry
+        if known is not None:  # changed, or back after a tombstone
+            hold = self._import_flap(ikey, now)
+            if hold is not None:
+                entry.published = known.published
+                return news + hold
         name = known.published.instance if known and known.published else None
         entry.published = self._proxy_for(origin, env.site, name)
         return [*news, Publish(entry.published, env.site)]
+
+    def _import_flap(self, ikey: tuple[str, str, str], now: float) -> list[Action] | None:
+        site, service_type, instance = ikey
+        return self._count_flap(self._import_flaps, ikey, now, Damped(service_type, instance, True, 0, site))
+
+    def _settle_import(self, ikey: tuple[str, str, str]) -> list[Action]:
+        """A held import settled: make the link show its current state."""
+        imp = self._imports.get(ikey)
+        if imp is None or not self.active:
+            return []
+        site = ikey[0]
+        if imp.origin is None:
+            actions = self._unpublish(imp, site)
+            imp.published = None
+            return actions
+        name = imp.published.instance if imp.published is not None else None
+        proxy = self._proxy_for(imp.origin, site, name)
+        if proxy == imp.published:
+            return []
+        imp.published = proxy
+        return [Publish(proxy, site)]
 
     def _over_quota(self, site: str, ikey: tuple[str, str, str], size: int) -> str | None:
         """Why storing `size` bytes under `ikey` would break `site`'s quotas, or None.
@@ -479,7 +530,7 @@ class Bridge:
         old = self.settings
         self.settings = replace(settings, site=old.site, network=old.network, node=old.node)
         self.policy = self.settings.effective_policy()
-        self._flaps.half_life = self.settings.flap_half_life
+        self._flaps.half_life = self._import_flaps.half_life = self.settings.flap_half_life
         actions: list[Action] = []
         for ikey, imp in list(self._imports.items()):
             if imp.origin is None:
@@ -567,6 +618,11 @@ class Bridge:
             actions.append(Damped(key[0], key[1], False, self._changes.pop(key, 0)))
             local = self._local.get(key)  # export what the link shows now, whatever happened meanwhile
             actions += self._export(local, now) if local is not None else self._unexport(key, now)
+        for ikey in self._import_flaps.release(now):
+            if not isinstance(ikey, tuple):
+                continue
+            actions.append(Damped(ikey[1], ikey[2], False, self._changes.pop(ikey, 0), ikey[0]))
+            actions += self._settle_import(ikey)
         for key, exp in list(self._exports.items()):
             if now - exp.issued >= self.settings.refresh:
                 actions.append(self._put(key, now, "refresh"))

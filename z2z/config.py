@@ -468,7 +468,9 @@ FIELD_DOCS: dict[str, str] = {
                      "repeatable); a key is what `z2z show-key` prints on that site.",
     "site-allow": "Prefixes each site may announce, `{ campus-a = [\"10.1.0.0/16\"], \"*\" = [...] }` (flag: "
                   "`SITE=PREFIX[,PREFIX]`); other sites: any routable address but this gateway's own.",
-    "max-services-per-site": "Most services (and tombstones) held from one site; more are refused.",
+    "max-services-per-site": "Most services (and tombstones) held from one site; more are refused. "
+                             "Also caps the services tracked on this link (a device announcing "
+                             "thousands of names cannot exhaust memory).",
     "max-bytes-per-site": "Most bytes of values held from one site; more are refused.",
     "max-sites": "Most sites imported from at once.",
 }

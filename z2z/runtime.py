@@ -650,14 +650,16 @@ class Gateway:
                 self._log_damped(action)
 
     def _log_damped(self, news: Damped) -> None:
+        what = f"{news.instance!r} ({news.service_type}{f' from {news.site}' if news.site else ''})"
         if news.held:
             level = logging.WARNING if self.bridge.stats.damped == 1 else logging.INFO
-            log.log(level, "%r (%s) keeps changing (%d changes): other sites keep its last exported "
-                    "state until it settles (flap damping, flap-half-life %g s)", news.instance,
-                    news.service_type, news.changes, self.config.flap_half_life)
+            keeps = ("this link keeps showing its last state" if news.site
+                     else "other sites keep its last exported state")
+            log.log(level, "%s keeps changing (%d changes): %s until it settles (flap damping, "
+                    "flap-half-life %g s)", what, news.changes, keeps, self.config.flap_half_life)
         else:
-            log.info("%r (%s) settled after %d held changes: exporting its current state",
-                     news.instance, news.service_type, news.changes)
+            log.info("%s settled after %d held changes: %s its current state", what, news.changes,
+                     "showing" if news.site else "exporting")
 
     def trust_site(self, site: str, signer: bytes | None) -> str | None:
         """None if `signer` may speak for `site` (a leader record), else why not."""
@@ -759,7 +761,8 @@ class Gateway:
             "exported": sorted(s.instance + "." + s.type for s in self.bridge.exports()),
             "imported": sorted(f"{s.instance}.{s.type} (from {site})" for site, s in self.bridge.imports()),
             "rejected": dict(self.bridge.stats.rejected),
-            "flapping": [f"{i}.{t}" for t, i in self.bridge.held()],
+            "flapping": [f"{i}.{t}" for t, i in self.bridge.held()]
+            + [f"{i}.{t} (from {site})" for site, t, i in self.bridge.held_imports()],
             "private": self.codec.private,
             "site_key": format_public_key(self.codec.public_key) if self.codec.public_key else None,
             "filtered": self.bridge.filtered.counts(),
