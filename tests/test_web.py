@@ -97,9 +97,13 @@ def test_page_escapes_everything() -> None:
            "rendezvous_ok": False, "services": [
                {"direction": "import", "site": "s<script>", "type": T,
                 "instance": "<script>alert(1)</script>", "host": "h", "port": 1, "addresses": ["10.0.0.1"]}]}
+    doc |= {"flapping": ["<i>Flapper</i>._ipp._tcp"], "rendezvous_failing": ["HTTP 500"],
+            "rendezvous_failures": {"HTTP 500": 19, "<junk>": 3}}
     html = render_status_html(doc)
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "UNREACHABLE" in html
+    assert "UNREACHABLE (HTTP 500)" in html
+    assert "&lt;i&gt;Flapper&lt;/i&gt;._ipp._tcp" in html and "<i>" not in html
+    assert "<td>rendezvous failed</td><td>&lt;junk&gt;</td><td>3</td>" in html
 
 
 async def test_bare_port_binds_localhost(tmp_path: Path) -> None:

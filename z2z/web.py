@@ -143,7 +143,11 @@ def render_status_html(doc: dict[str, Any], now: float | None = None) -> str:
     ]
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in summary)
     dl += (f"<dt>rendezvous</dt><dd class={'ok' if rv_ok else 'bad'}>{_e(doc.get('rendezvous') or 'public')}"
-           f": {'reachable' if rv_ok else 'UNREACHABLE'}</dd>")
+           f": {'reachable' if rv_ok else 'UNREACHABLE'}"
+           + (f" ({_e(', '.join(doc['rendezvous_failing']))})" if doc.get("rendezvous_failing") else "")
+           + "</dd>")
+    if doc.get("flapping"):
+        dl += f"<dt>flapping (held)</dt><dd class=bad>{_e(', '.join(doc['flapping']))}</dd>"
     island = _table(["node", "site", "rank", "state"],
                     [[p.get("node"), p.get("site"), p.get("rank"), p.get("state")]
                      for p in st.get("island", [])],
@@ -164,7 +168,9 @@ def render_status_html(doc: dict[str, Any], now: float | None = None) -> str:
         services = "<p class=none>nothing bridged yet</p>"
     counts = _table(["kind", "reason or rule", "records"],
                     [["rejected", k, v] for k, v in sorted((doc.get("rejected") or {}).items())]
-                    + [["filtered", k, v] for k, v in sorted((doc.get("filtered") or {}).items())],
+                    + [["filtered", k, v] for k, v in sorted((doc.get("filtered") or {}).items())]
+                    + [["rendezvous failed", k, v]
+                       for k, v in sorted((doc.get("rendezvous_failures") or {}).items())],
                     "nothing rejected or filtered")
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now if now is not None else doc.get("time", 0)))
     return f"""<!doctype html>
