@@ -152,3 +152,36 @@ async def test_late_starter_imports_through_anti_entropy(pair) -> None:  # type:
     await until(lambda: bool(b.link.published))
     await a.stop()
     await b.stop()
+
+
+async def test_full_gets_never_overlap_and_a_request_while_busy_is_not_lost(pair) -> None:  # type: ignore[no-untyped-def]
+    dht, a, b = pair
+    await b.start()
+    await asyncio.sleep(0.05)
+    await until(lambda: not b._anti_entropy_running)  # the start-up round is over
+    gets: list[str] = []
+    running = 0
+    original = b.rendezvous.get
+
+    async def slow_get(key: bytes) -> list[DhtValue]:
+        nonlocal running
+        running += 1
+        gets.append("start" if running == 1 else "OVERLAP")
+        await asyncio.sleep(0.2)
+        running -= 1
+        return await original(key)
+
+    b.rendezvous.get = slow_get
+    first = asyncio.create_task(b.anti_entropy())
+    await asyncio.sleep(0.05)
+    await b._anti_entropy_job()  # the periodic job meets a running get: skips its round
+    await b._anti_entropy_job()
+    await first
+    assert gets == ["start"]
+    first = asyncio.create_task(b.anti_entropy())
+    await asyncio.sleep(0.05)
+    await b.anti_entropy()  # asked while busy (the rendezvous came back): one more round after
+    await b.anti_entropy()
+    await first
+    assert gets == ["start", "start", "start"]  # rounds one after another, none lost, none extra
+    await b.stop()

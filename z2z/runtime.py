@@ -222,6 +222,7 @@ class Gateway:
         self._rendezvous_ok = True
         self._rendezvous_failing: dict[str, str] = {}  # "put"/"get" -> why it failed last
         self._anti_entropy_running = False
+        self._anti_entropy_again = False
         self._logged_rejects: set[str] = set()
         self.dns: DnsSdServer | None = None
         self._dns_dirty = False
@@ -282,7 +283,7 @@ class Gateway:
         # pool, and the bridge must only ever be touched from the event loop.
         jobs = (
             (self._tick, 1.0),
-            (self.anti_entropy, self.config.anti_entropy),
+            (self._anti_entropy_job, self.config.anti_entropy),
             (self._save_state_job, 10.0),
             (self._status_job, 1.0),
         )
@@ -290,9 +291,10 @@ class Gateway:
             # Jitter on the full gets: gateways started together must not hit the DHT in step.
             # Two instances: a get slower than the interval (a slow rendezvous) makes the
             # second return at once instead of apscheduler warning at every round.
-            full_get = job == self.anti_entropy
+            full_get = job == self._anti_entropy_job
             self._scheduler.add_job(job, "interval", seconds=every, coalesce=True,
-                                    max_instances=2 if full_get else 1, id=job.__name__,
+                                    max_instances=2 if full_get else 1,
+                                    id="anti_entropy" if full_get else job.__name__,
                                     jitter=every / 10 if full_get else None)
         self._scheduler.start()
         asyncio.get_running_loop().create_task(self.anti_entropy())
@@ -570,15 +572,28 @@ class Gateway:
         value_id = self.codec.value_id(self.config.site, INDEX_TYPE, "", self.bridge.seq)
         self._puts.submit(Put(key, value_id, data, INDEX_TYPE, "", "index"))
 
-    async def anti_entropy(self) -> None:
-        """Full `get` of every bridged type: repairs whatever listen missed (one at a time)."""
+    async def anti_entropy(self, *, again_if_busy: bool = True) -> None:
+        """Full `get` of every bridged type: repairs whatever listen missed.
+
+        One at a time: asked while one runs (the store changed, the rendezvous
+        came back), the running one goes round once more when it is done; the
+        periodic job (`again_if_busy=False`) just skips a round, so a slow
+        rendezvous is not asked back to back.
+        """
         if self._anti_entropy_running:
+            self._anti_entropy_again = self._anti_entropy_again or again_if_busy
             return
         self._anti_entropy_running = True
         try:
-            await self._full_get()
+            self._anti_entropy_again = True
+            while self._anti_entropy_again and not self.stopping:
+                self._anti_entropy_again = False
+                await self._full_get()
         finally:
             self._anti_entropy_running = False
+
+    async def _anti_entropy_job(self) -> None:
+        await self.anti_entropy(again_if_busy=False)
 
     async def _full_get(self) -> None:
         store = self.bridging_store
