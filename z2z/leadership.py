@@ -95,6 +95,7 @@ class Leadership:
         self._ops: asyncio.Queue[Action] = asyncio.Queue()  # DHT actions, strictly in order
         self._tasks: list[asyncio.Task[None]] = []
         self._rendezvous_up: bool | None = None
+        self._rendezvous_failing: set[str] = set()  # registry ops ("put", "get") failing now
 
     @property
     def settings(self) -> StageSettings:
@@ -115,7 +116,7 @@ class Leadership:
             loop.create_task(self._probe_rendezvous()),
         ]
         self.handle(Started())
-        self._outside_health(Store.RENDEZVOUS, True, "")  # Gateway.start() just reached it
+        self._outside_health(Store.RENDEZVOUS, True, "", "get")  # Gateway.start() just reached it
 
     async def stop(self) -> None:
         """Hand over at once: goodbye on the link, step down, stop the leaders' DHT node."""
@@ -203,9 +204,9 @@ class Leadership:
             codec = self.gateway.codec  # sealed and signed in a private network
             await rv.put(codec.leaders_key(), secrets.randbits(63) | 1, seal_record(action.record, codec))
         except RendezvousError as exc:
-            self._outside_health(action.store, False, str(exc))
+            self._outside_health(action.store, False, str(exc), "put")
         else:
-            self._outside_health(action.store, True, "")
+            self._outside_health(action.store, True, "", "put")
 
     async def _read_leaders(self, store: Store) -> None:
         rv = self._store(store)
@@ -214,9 +215,9 @@ class Leadership:
         try:
             values = await rv.get(self.gateway.codec.leaders_key())
         except RendezvousError as exc:
-            self._outside_health(store, False, str(exc))
+            self._outside_health(store, False, str(exc), "get")
             return
-        self._outside_health(store, True, "")
+        self._outside_health(store, True, "", "get")
         records = []
         for value in values:
             try:
@@ -245,15 +246,26 @@ class Leadership:
             if self._rendezvous_up is False:
                 await self._read_leaders(Store.RENDEZVOUS)
 
-    def _outside_health(self, store: Store, ok: bool, detail: str) -> None:
-        if store is not Store.RENDEZVOUS or ok == self._rendezvous_up:
+    def _outside_health(self, store: Store, ok: bool, detail: str, op: str) -> None:
+        """Up when neither registry puts nor gets fail (a proxy that lies to one must not flap it)."""
+        if store is not Store.RENDEZVOUS:
             return
-        self._rendezvous_up = ok
-        if not ok:
-            log.warning("outside rendezvous unreachable for the leaders registry: %s", detail)
+        if ok:
+            self._rendezvous_failing.discard(op)
+        else:
+            self._rendezvous_failing.add(op)
+        up = not self._rendezvous_failing
+        if up == self._rendezvous_up:
+            return
+        self._rendezvous_up = up
+        if not up:
+            # The proxy adapter logs each failure condition itself (once); say what it means here.
+            own_log = getattr(self.gateway.rendezvous, "trouble", None) is not None
+            log.log(logging.INFO if own_log else logging.WARNING,
+                    "outside rendezvous unreachable for the leaders registry: %s", detail)
         else:
             log.info("outside rendezvous reachable (leaders registry)")
-        self.handle(RendezvousUp() if ok else RendezvousDown())
+        self.handle(RendezvousUp() if up else RendezvousDown())
 
     # -- the leaders' DHT ------------------------------------------------------
 
