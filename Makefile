@@ -36,7 +36,7 @@ bench: install
 	$(BIN)/python -m bench
 
 # Coverage-guided fuzzing (atheris) of the value decoder, the sealed envelope, the DNS
-# query parser and the config loader; FUZZ_RUNS inputs each (CI runs 20,000 in make test).
+# query parser and the config loader; FUZZ_RUNS inputs each (CI runs 25,000 each in make test).
 fuzz: install
 	cd fuzz && log=$$(mktemp) && for t in fuzz_*.py; do \
 		echo "== $$t"; \
