@@ -14,6 +14,10 @@ Benchmarks:
   dnslib's stock server (dnsperf when installed, else a built-in load generator).
 * ``simulate`` — `bench.simulate`: the stage machine at 10,000 gateways / 1,000
   islands (simulated time).
+* ``formation``, ``failover`` — `bench.formation`, `bench.failover`: the stages with
+  real processes (root).
+* ``soak``     — `bench.soak`: minutes of a hostile link and a lying rendezvous,
+  memory sampled (root).
 
 Each benchmark's table replaces the text between ``<!-- bench:NAME:begin -->`` and
 ``<!-- bench:NAME:end -->`` in docs/performance.md, headed by the date, machine and
@@ -37,7 +41,7 @@ from typing import Any
 from bench.common import REPO, environment
 
 DOC = REPO / "docs" / "performance.md"
-NAMES = ("latency", "memory", "dns", "simulate", "formation", "failover")
+NAMES = ("latency", "memory", "dns", "simulate", "formation", "failover", "soak")
 SIM_GATEWAYS, SIM_ISLANDS = 10_000, 1_000
 
 
@@ -105,6 +109,13 @@ def run_failover(a: argparse.Namespace) -> tuple[str, Any]:
     return failover.table(out), out
 
 
+def run_soak(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import soak
+
+    out = soak.run(a.soak_seconds)
+    return soak.markdown(out), out
+
+
 RUNNERS: dict[
     str, tuple[Callable[[argparse.Namespace], tuple[str, Any]], Callable[[argparse.Namespace], str]]
 ] = {
@@ -123,6 +134,7 @@ RUNNERS: dict[
         lambda a: f"python -m bench.formation --islands 20 --per-island 3 --trials {a.formation_trials}",
     ),
     "failover": (run_failover, lambda a: f"python -m bench.failover --trials {a.failover_trials}"),
+    "soak": (run_soak, lambda a: f"python -m bench.soak --seconds {a.soak_seconds:g}"),
 }
 
 
@@ -150,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--services", type=int, default=100, help="services bridged in the memory benchmark")
     p.add_argument("--formation-trials", type=int, default=3, help="cold starts of 60 gateways (default 3)")
     p.add_argument("--failover-trials", type=int, default=10, help="leader kills and stops each (default 10)")
+    p.add_argument("--soak-seconds", type=float, default=300.0, help="length of the soak (default 300)")
     p.add_argument("--dns-trials", type=int, default=5)
     p.add_argument("--dns-duration", type=float, default=3.0, help="seconds per dnsperf trial")
     p.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")

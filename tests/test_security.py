@@ -378,6 +378,36 @@ def test_service_quota_rejects_excess_and_keeps_what_was_imported() -> None:
     assert "campus-a" not in b.usage() or b.usage()["campus-a"][0] < 3
 
 
+def test_tombstones_give_way_to_live_services_without_letting_ghosts_back() -> None:
+    rules = ImportRules(default=SiteLimits(max_services=20))
+    a, b = bridge("campus-a"), bridge("campus-b", rules=rules)
+    versions: dict[str, list[Put]] = {}
+    t = NOW
+    for i in range(500):  # a site whose services come and go: a new name every 0.2 s, 5 live
+        t = NOW + i * 0.2
+        name = f"Churn {i}"
+        up = a.local_up(replace(PRINTER, instance=name), t)
+        versions[name] = puts(up)
+        assert published(deliver(up, b, t)), f"{name} refused: {b.stats.rejected}"
+        if i >= 5:
+            deliver(a.local_down(T, f"Churn {i - 5}", t), b, t)
+    assert b.stats.rejected["quota-services"] == 0
+    assert b.usage()["campus-a"][0] <= 20 and len(b.imports()) == 5
+    # an old live version replayed after its tombstone left the quota for the graveyard
+    ghost = b.remote_value(T, versions["Churn 7"][0].data, t)
+    assert not published(ghost) and b.stats.rejected["old-seq"] >= 1
+    # a tombstone for something never imported costs no slot at all
+    c = bridge("campus-c")
+    c.local_up(PRINTER, t)
+    deliver(c.local_down(T, PRINTER.instance, t + 1), b, t + 1)
+    assert "campus-c" not in b.usage()
+    # once expired, buried versions are forgotten (up to 256 a tick: a tick is a second)
+    assert len(b._graveyard) > 256
+    for k in range(3):
+        b.tick(t + 200 + k)
+    assert len(b._graveyard) == 0
+
+
 def test_byte_quota_counts_bodies_and_other_sites_are_unaffected() -> None:
     big_txt = tuple(bytes([65 + i]) * 200 for i in range(10))  # ~2.7 KiB per value
     rules = ImportRules(default=SiteLimits(max_bytes=8 * 1024))

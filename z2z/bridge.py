@@ -23,8 +23,9 @@ Rules (docs/protocol.md, docs/architecture.md):
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
+from itertools import islice
 
 from z2z import protocol
 from z2z.flap import FlapDamper
@@ -41,6 +42,8 @@ from z2z.records import (
 from z2z.security import Codec, ImportRules, KeyEvent, SecurityError, TrustPolicy
 
 PROXY_MARK = "-z2z"
+# Withdrawn versions remembered outside the quotas (`Bridge._bury`): ~100 bytes each.
+GRAVEYARD_MAX = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +237,8 @@ class Bridge:
         self._local: dict[tuple[str, str], Service] = {}
         self._exports: dict[tuple[str, str], _Export] = {}
         self._imports = _ImportTable()
+        # (site, type, instance) -> (seq, expiry) of withdrawn versions kept outside the quotas.
+        self._graveyard: OrderedDict[tuple[str, str, str], tuple[int, float]] = OrderedDict()
         self.stats = BridgeStats()
         self._flaps = FlapDamper(settings.flap_half_life)  # local services, by (type, instance)
         self._import_flaps = FlapDamper(settings.flap_half_life)  # imports, by (site, type, instance)
@@ -392,7 +397,11 @@ class Bridge:
             return []
         ikey = (env.site, env.service.type, env.service.instance)
         known = self._imports.get(ikey)
-        if known is not None and env.seq <= known.seq:
+        buried = self._graveyard.get(ikey)
+        if buried is not None and buried[1] < now:
+            del self._graveyard[ikey]
+            buried = None
+        if (known is not None and env.seq <= known.seq) or (buried is not None and env.seq <= buried[0]):
             self.stats.rejected["old-seq"] += 1
             return []
         # Only news pays for a signature check (Ed25519 is the costly step here).
@@ -409,6 +418,9 @@ class Bridge:
         expires = env.expires() + skew
         size = len(opened.body)
         if env.gone:
+            if known is None:  # nothing to withdraw: only remember the version, cheaply
+                self._bury(ikey, env.seq, expires)
+                return news
             over = self._over_quota(env.site, ikey, size)
             if over is not None:
                 return [*news, self._reject(over, f"{env.site}/{env.service.instance}")]
@@ -427,8 +439,11 @@ class Bridge:
         if not addresses:
             return [*news, self._reject("no-routable-address", f"{env.site}/{env.service.instance}")]
         over = self._over_quota(env.site, ikey, size)
+        if over in ("quota-services", "quota-bytes"):
+            over = self._make_quota_room(env.site, ikey, size)
         if over is not None:  # what was imported before stays as it is
             return [*news, self._reject(over, f"{env.site}/{env.service.instance}")]
+        self._graveyard.pop(ikey, None)
         origin = replace(env.service, addresses=addresses)
         entry = _Import(env.seq, expires, origin, size=size)
         self._imports[ikey] = entry
@@ -484,6 +499,36 @@ class Bridge:
         if used - (old.size if old is not None else 0) + size > limits.max_bytes:
             return "quota-bytes"
         return None
+
+    def _bury(self, ikey: tuple[str, str, str], seq: int, expires: float) -> None:
+        """Remember a withdrawn version outside the quotas: (seq, expiry) per instance, bounded."""
+        old = self._graveyard.pop(ikey, None)
+        if old is not None and old[0] > seq:
+            seq, expires = old
+        self._graveyard[ikey] = (seq, expires)
+        while len(self._graveyard) > GRAVEYARD_MAX:
+            del self._graveyard[next(iter(self._graveyard))]  # the longest buried goes first
+
+    def _make_quota_room(self, site: str, ikey: tuple[str, str, str], size: int) -> str | None:
+        """Let a live service in by moving the site's tombstones to the graveyard, soonest-expiring first.
+
+        A site whose services come and go leaves a tombstone per name for the TTL;
+        counted in its quota they would lock out its new services.  In the
+        graveyard they still refuse an older version (no ghost comes back), at a
+        few dozen bytes each.
+        """
+        tombstones = sorted(
+            (imp.expires, k) for k, imp in self._imports.items() if k[0] == site and imp.origin is None
+            and imp.published is None and k != ikey)
+        over = self._over_quota(site, ikey, size)
+        for _, k in tombstones:
+            if over not in ("quota-services", "quota-bytes"):
+                break
+            imp = self._imports.pop(k)
+            assert imp is not None
+            self._bury(k, imp.seq, imp.expires)
+            over = self._over_quota(site, ikey, size)
+        return over
 
     def usage(self) -> dict[str, tuple[int, int]]:
         """Per origin site: (entries held, bytes held), as the quotas count them."""
@@ -618,6 +663,9 @@ class Bridge:
             actions.append(Damped(key[0], key[1], False, self._changes.pop(key, 0)))
             local = self._local.get(key)  # export what the link shows now, whatever happened meanwhile
             actions += self._export(local, now) if local is not None else self._unexport(key, now)
+        for gkey, (_, expires) in list(islice(self._graveyard.items(), 256)):
+            if expires < now:  # mostly buried in expiry order: the front is what expires first
+                del self._graveyard[gkey]
         for ikey in self._import_flaps.release(now):
             if not isinstance(ikey, tuple):
                 continue
