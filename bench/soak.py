@@ -174,7 +174,6 @@ def markdown(out: dict[str, Any]) -> str:
         f"live at a time), the hostile names were re-announced every second, one TXT and one "
         f"goodbye/hello flapped every 100 ms, and the liar changed its lie every {out['lie_every']:g} s "
         f"({out['liar_requests']} requests reached it)."
-        f"\n\n*This run took {out['wall_s']:.0f} s.*"
     )
 
 
