@@ -138,6 +138,7 @@ def run(seconds: float = 300.0, *, churn: float = 0.5, lie: float = 20.0, sample
                 "flap_holds": log.count("keeps changing"),
                 "rendezvous_failures": sum((doc.get("rendezvous_failures") or {}).values()),
                 "warnings": sum(1 for line in log.splitlines() if " WARNING " in line),
+                "series": [(round(t, 1), kib) for t, kib in rss],  # (seconds, VmRSS KiB), for --json
             })
         requests = sum(1 for e in liar.events() if e.get("event") == "request")
         hostile.kill()
