@@ -40,6 +40,7 @@ __all__ = [
     "Proc",
     "Testbed",
     "add_bridge_host",
+    "choose_setups",
     "environment",
     "memory_of",
     "pct",
@@ -346,6 +347,18 @@ def start_reflector(tb: Testbed, host: str, timeout: float = 15.0) -> Proc:
 
 
 # --- processes and the machine -----------------------------------------------------------------
+
+
+def choose_setups(what: str, names: Sequence[str] | None, available: Mapping[str, Any]) -> list[str]:
+    """The setups a benchmark runs (default: all); one-line exit if it cannot run or a name is unknown."""
+    reason = skip_reason()
+    if reason:
+        raise SystemExit(f"{what} benchmark: {reason}")
+    chosen = list(names or available)
+    unknown = [n for n in chosen if n not in available]
+    if unknown:
+        raise SystemExit(f"unknown setup(s) {unknown}; have {sorted(available)}")
+    return chosen
 
 
 def memory_of(pid: int) -> dict[str, int]:

@@ -63,10 +63,10 @@ from bench.common import (
     Testbed,
     add_bridge_host,
     bridged_via,
+    choose_setups,
     environment,
     log_times,
     memory_of,
-    skip_reason,
     start_gateways,
     start_reflector,
     summary,
@@ -400,14 +400,8 @@ def run(
     pause: float = 0.3,
 ) -> dict[str, Any]:
     """Every requested row (default: all), one fresh testbed each; results and conditions."""
-    reason = skip_reason()
-    if reason:
-        raise SystemExit(f"latency benchmark: {reason}")
     available = rows()
-    chosen = list(names or available)
-    unknown = [n for n in chosen if n not in available]
-    if unknown:
-        raise SystemExit(f"unknown setup(s) {unknown}; have {sorted(available)}")
+    chosen = choose_setups("latency", names, available)
     results = []
     for name in chosen:
         row = available[name]

@@ -36,9 +36,9 @@ from bench.common import (
     SERVICE_TYPE,
     GatewaySetup,
     Testbed,
+    choose_setups,
     environment,
     memory_of,
-    skip_reason,
     start_gateways,
     wait_settled,
     wait_until,
@@ -172,14 +172,8 @@ def run(
     steady: float = 45.0,
 ) -> dict[str, Any]:
     """Every requested z2z setup (default: all but the reflector), one fresh testbed each."""
-    reason = skip_reason()
-    if reason:
-        raise SystemExit(f"memory benchmark: {reason}")
     available = gateway_setups()
-    chosen = list(names or available)
-    unknown = [n for n in chosen if n not in available]
-    if unknown:
-        raise SystemExit(f"unknown setup(s) {unknown}; have {sorted(available)}")
+    chosen = choose_setups("memory", names, available)
     results = []
     for name in chosen:
         print(f"memory: {name} ({services} services)...", file=sys.stderr, flush=True)

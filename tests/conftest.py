@@ -26,10 +26,22 @@ def testbed(request: pytest.FixtureRequest) -> Iterator[Testbed]:
     failure the tails of every process's logs are printed (pytest shows them
     under "Captured stdout teardown"); set Z2Z_KEEP_LOGS=1 to keep the files.
     """
+    yield from managed_testbed(request)
+
+
+@pytest.fixture
+def tb3(request: pytest.FixtureRequest) -> Iterator[Testbed]:
+    """A testbed with a third campus, c (``c-gw``, ``c-printer``, ``c-client``)."""
+    yield from managed_testbed(request, {"c-gw": ("c", 2), "c-printer": ("c", 10), "c-client": ("c", 20)})
+
+
+def managed_testbed(request: pytest.FixtureRequest, hosts: dict[str, tuple[str, int]] | None = None,
+                    ) -> Iterator[Testbed]:
+    """Skip where namespaces are unavailable; print the logs if the test failed; always close."""
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
-    tb = Testbed()
+    tb = Testbed(hosts=hosts or {})
     try:
         yield tb
     finally:

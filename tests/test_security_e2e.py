@@ -13,11 +13,10 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testbed import Proc, Testbed, matching, skip_reason
+from testbed import Proc, Testbed, matching
 
 from z2z import keys
 
@@ -52,21 +51,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-@pytest.fixture
-def tb3(request: pytest.FixtureRequest) -> Iterator[Testbed]:
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    tb = Testbed(hosts={"c-gw": ("c", 2), "c-printer": ("c", 10), "c-client": ("c", 20)})
-    try:
-        yield tb
-    finally:
-        rep = getattr(request.node, "rep_call", None)
-        if rep is None or rep.failed:
-            print(tb.dump_logs())
-        tb.close()
 
 
 def gateway(tb: Testbed, host: str, site: str, rendezvous: str, secret: Path) -> Proc:
