@@ -1,6 +1,6 @@
 """What the testbed benchmarks share: gateways, the reflector host, statistics, versions.
 
-The benchmarks run on the namespace testbed of the tests (``tests/testbed.py``,
+The benchmarks run on the namespace testbed of the tests (``tests/support/testbed.py``,
 imported by putting ``tests/`` on ``sys.path``): two campus LANs behind routers
 that never forward multicast, a real two-node OpenDHT network (``dhtnode``) in
 ``wan``, and real processes in each namespace.
@@ -27,8 +27,8 @@ TESTS = REPO / "tests"
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from netns import veth_pair  # noqa: E402  (tests/ is only importable once on sys.path)
-from testbed import DhtNet, Node, Proc, Testbed, skip_reason  # noqa: E402
+from support.netns import veth_pair  # noqa: E402  (tests/ is only importable once on sys.path)
+from support.testbed import DhtNet, Node, Proc, Testbed, skip_reason  # noqa: E402
 
 from bench.stats import pct  # noqa: E402
 
@@ -274,7 +274,7 @@ def add_bridge_host(tb: Testbed, name: str, host: int) -> Node:
     the testbed's tag and is registered in ``tb.nodes``, so `Testbed.close` kills
     what runs in it and deletes it, and a crashed run's leftovers are swept.
     """
-    from netns import Netns
+    from support.netns import Netns
 
     if name in tb.nodes:
         raise ValueError(f"node {name!r} exists")

@@ -5,7 +5,7 @@ Run from the repository root:  ``.venv/bin/python -m bench.dns_throughput [--tri
 What is measured.  A zone of `--services` services (5 types, so ``_ipp._tcp`` has
 services/5 instances) is served on 127.0.0.1 by
 
-* ``z2z``: `z2z.dns.DnsSdServer` (asyncio UDP, answer cache), in this process;
+* ``z2z``: `z2z.adapters.dns.DnsSdServer` (asyncio UDP, answer cache), in this process;
 * ``dnslib``: ``dnslib.server.DNSServer`` (socketserver, one thread per query) in
   this process, with a resolver that answers from a dict the very records z2z
   sends for the same query (same answer, additional and OPT records), so the
@@ -52,8 +52,8 @@ from dnslib import EDNS0, QTYPE, DNSLabel, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 from bench.stats import pct
-from z2z.dns import DnsSdServer, DnsSdZone
-from z2z.records import Service
+from z2z.adapters.dns import DnsSdServer, DnsSdZone
+from z2z.core.records import Service
 
 DOMAIN = "campus.example."
 TYPES = ("_ipp._tcp", "_http._tcp", "_printer._tcp", "_smb._tcp", "_ssh._tcp")

@@ -3,7 +3,7 @@
 Run from the repository root (as root):
 ``.venv/bin/python -m bench.latency [--trials 30] [--row proxy --row reflector ...]``
 
-Method.  On the namespace testbed (``tests/testbed.py``: two campus LANs behind
+Method.  On the namespace testbed (``tests/support/testbed.py``: two campus LANs behind
 routers that do not forward multicast, two ``dhtnode`` in ``wan``), one fresh
 testbed per row (see `rows`):
 
@@ -166,7 +166,7 @@ def run_trials(
     timeout: float,
 ) -> list[dict[str, Any]]:
     """Register/unregister `trials` fresh instances; one dict of stamps per trial."""
-    from testbed import matching
+    from support.testbed import matching
 
     out: list[dict[str, Any]] = []
     for i in range(trials):

@@ -56,8 +56,8 @@ with open("/proc/self/status") as f:
     print(json.dumps({l.split(":")[0]: int(l.split()[1]) for l in f if l.startswith(("VmRSS", "VmHWM"))}))
 """
 _MODULES = (
-    "z2z.cli", "z2z.runtime", "z2z.state", "z2z.link.zeroconf", "z2z.rendezvous", "z2z.rendezvous.proxy",
-    "z2z.leadership",
+    "z2z.app.cli", "z2z.app.gateway", "z2z.app.state", "z2z.app.leadership",
+    "z2z.adapters.link.zeroconf", "z2z.adapters.rendezvous", "z2z.adapters.rendezvous.proxy",
 )  # fmt: skip
 
 
@@ -70,9 +70,9 @@ def baseline(pid: int) -> dict[str, int]:
     maps = Path(f"/proc/{pid}/maps").read_text()
     modules = list(_MODULES)
     if "opendht" in maps:
-        modules += ["opendht", "z2z.rendezvous.embedded"]
+        modules += ["opendht", "z2z.adapters.rendezvous.embedded"]
     if "_dbus_bindings" in maps:
-        modules += ["dbus", "avahi", "z2z.link.avahi"]
+        modules += ["dbus", "avahi", "z2z.adapters.link.avahi"]
     r = subprocess.run(
         [sys.executable, "-c", _BASELINE, *modules], capture_output=True, text=True, cwd=REPO, check=True
     )

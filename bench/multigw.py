@@ -1,6 +1,6 @@
 """Several real gateways in one process: how the formation benchmark fits 60 on 2 cores.
 
-Each gateway is a full `z2z.runtime.Gateway` (own python-zeroconf instance bound to
+Each gateway is a full `z2z.app.gateway.Gateway` (own python-zeroconf instance bound to
 its own address, own state dir, own embedded OpenDHT node for the leaders' DHT,
 own rendezvous client); they only share the interpreter and the event loop, which
 saves the ~1 s of CPU that importing z2z costs per process.  Run inside a
@@ -19,10 +19,10 @@ import os
 import signal
 import sys
 
-from z2z.config import build, check_settings
-from z2z.link.zeroconf import ZeroconfLink
-from z2z.rendezvous import open_rendezvous
-from z2z.runtime import Gateway
+from z2z.adapters.link.zeroconf import ZeroconfLink
+from z2z.adapters.rendezvous import open_rendezvous
+from z2z.app.config import build, check_settings
+from z2z.app.gateway import Gateway
 
 
 async def main(args: argparse.Namespace) -> int:

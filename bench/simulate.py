@@ -3,7 +3,7 @@
 Run from the repository root:
 ``.venv/bin/python -m bench.simulate --gateways 10000 --islands 1000 [--start burst|rate] [--json]``
 
-It drives the very `z2z.stages.StageMachine` the gateways run, one per simulated
+It drives the very `z2z.core.stages.StageMachine` the gateways run, one per simulated
 gateway, with the default `StageSettings` timers, and plays the runtime's part:
 it carries every action out against a model of the network and feeds the
 resulting events back.  Same seed, same numbers.
@@ -14,7 +14,7 @@ What is modelled
   announcement (`Announce`, `Goodbye`) reaches every other live gateway of the
   island after ``--link-latency`` (1 ms), without loss.  Bytes of one
   announcement: 150 B of mDNS (header, PTR, SRV, A) plus the TXT as encoded by
-  `z2z.stages.to_txt`.
+  `z2z.core.stages.to_txt`.
 * **Starts.** ``burst``: every gateway starts at a uniform time in
   ``[0, --jitter]`` (0.5 s).  ``rate``: one at a time, ``--rate`` per second in a
   random order (1000/s, as in Lee et al., "0 to 10k in 20 seconds", ICC 2011).
@@ -100,7 +100,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from z2z.stages import (
+from z2z.core.stages import (
     TICK,
     Announce,
     BecomeLeader,
@@ -127,7 +127,7 @@ from z2z.stages import (
     Stopping,
     Store,
 )
-from z2z.stages.wire import encode_record, txt_size
+from z2z.core.wire.gateways import encode_record, txt_size
 
 MDNS_OVERHEAD = 150
 HTTP_OVERHEAD = 150

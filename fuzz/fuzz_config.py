@@ -1,4 +1,4 @@
-"""Fuzz target: the config loader (`z2z.config.load_file`, then `build`).
+"""Fuzz target: the config loader (`z2z.app.config.load_file`, then `build`).
 
 Whatever the file holds, only `ConfigError` (one line, for the admin) may come
 out.  The bytes are written to a file in a RAM-backed folder and loaded from
@@ -13,7 +13,7 @@ import tempfile
 from common import fuzz, instrumented
 
 with instrumented():
-    from z2z.config import ConfigError, build, load_file
+    from z2z.app.config import ConfigError, build, load_file
 
 _DIR = tempfile.mkdtemp(prefix="z2z-fuzz-config-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 PATH = os.path.join(_DIR, "z2z.toml")

@@ -14,8 +14,8 @@ from common import fuzz, instrumented
 with instrumented():
     from dnslib import EDNS0, QTYPE, DNSRecord
 
-    from z2z.dns import DnsSdZone
-    from z2z.records import Service
+    from z2z.adapters.dns import DnsSdZone
+    from z2z.core.records import Service
 
 
 class _Fail(logging.Handler):
@@ -24,8 +24,8 @@ class _Fail(logging.Handler):
             raise AssertionError(f"DnsSdZone.answer swallowed an exception: {record.getMessage()}")
 
 
-logging.getLogger("z2z.dns.server").addHandler(_Fail())
-logging.getLogger("z2z.dns.server").propagate = False
+logging.getLogger("z2z.adapters.dns.server").addHandler(_Fail())
+logging.getLogger("z2z.adapters.dns.server").propagate = False
 
 SERVICES = [
     Service("_ipp._tcp", "Campus Printer", "printer", 631, (b"rp=ipp/print",), ("10.1.0.9", "2001:db8::9")),

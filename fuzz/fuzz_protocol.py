@@ -1,4 +1,4 @@
-"""Fuzz target: the format-1 value decoder (`z2z.protocol.decode`).
+"""Fuzz target: the format-1 value decoder (`z2z.core.wire.envelope.decode`).
 
 Only `ProtocolError` may come out; whatever decodes must re-encode and decode
 to the same envelope (the codec is its own inverse on everything it accepts).
@@ -9,9 +9,9 @@ from __future__ import annotations
 from common import fuzz, instrumented
 
 with instrumented():
-    from z2z import protocol
-    from z2z.protocol import Envelope, ProtocolError
-    from z2z.records import Service
+    from z2z.core.records import Service
+    from z2z.core.wire import envelope as protocol
+    from z2z.core.wire.envelope import Envelope, ProtocolError
 
 
 def one_input(data: bytes) -> None:

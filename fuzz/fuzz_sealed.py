@@ -1,4 +1,4 @@
-"""Fuzz target: the private-network envelope (`z2z.security.Codec.open` / `verify`,
+"""Fuzz target: the private-network envelope (`z2z.core.security.Codec.open` / `verify`,
 then `protocol.decode`) and sealed leader records (`stages.wire.open_record`).
 
 The first byte picks what the rest is:
@@ -21,11 +21,11 @@ from common import fuzz, instrumented
 with instrumented():
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from z2z import protocol
-    from z2z.protocol import Envelope, ProtocolError
-    from z2z.records import Service
-    from z2z.security import MAGIC, NONCE_BYTES, Codec, SecurityError
-    from z2z.stages.wire import LeaderRecord, WireError, encode_record, open_record
+    from z2z.core.records import Service
+    from z2z.core.security import MAGIC, NONCE_BYTES, Codec, SecurityError
+    from z2z.core.wire import envelope as protocol
+    from z2z.core.wire.envelope import Envelope, ProtocolError
+    from z2z.core.wire.gateways import LeaderRecord, WireError, encode_record, open_record
 
 SECRET = bytes(range(32))
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)

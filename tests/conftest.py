@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from testbed import Testbed, skip_reason
+from support.testbed import Testbed, skip_reason
 
-# --- testbed: two campuses on network namespaces (tests/testbed.py) -----------------
+# --- testbed: two campuses on network namespaces (tests/support/testbed.py) -----------------
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -51,7 +51,7 @@ def managed_testbed(request: pytest.FixtureRequest, hosts: dict[str, tuple[str, 
         tb.close()
 
 
-# --- dht_network: two real dhtnodes on 127.0.0.1 (tests/dhtnet.py) ----------------
+# --- dht_network: two real dhtnodes on 127.0.0.1 (tests/support/dhtnet.py) ----------------
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def dht_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
     Skipped where dhtnode is not installed.  Logs: ``net.log_tail(i)``.
     """
-    from dhtnet import DhtNetwork, have_dhtnode
+    from support.dhtnet import DhtNetwork, have_dhtnode
 
     if not have_dhtnode():
         pytest.skip("needs dhtnode (Debian package dhtnode)")

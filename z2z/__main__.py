@@ -2,6 +2,6 @@
 
 import sys
 
-from z2z.cli import main
+from z2z.app.cli import main
 
 sys.exit(main())

@@ -31,9 +31,9 @@ from typing import Any
 
 from link_probe import Printer, emit, service_from_json
 
-from z2z.link.avahi import AvahiLink
-from z2z.link.base import LinkError
-from z2z.records import Service
+from z2z.adapters.link.avahi import AvahiLink
+from z2z.adapters.link.base import LinkError
+from z2z.core.records import Service
 
 
 def bulk_service(cmd: dict[str, Any], i: int) -> Service:

@@ -20,9 +20,9 @@ import sys
 import time
 from typing import Any
 
-from z2z.link.base import LinkError
-from z2z.link.zeroconf import ZeroconfLink
-from z2z.records import Service
+from z2z.adapters.link.base import LinkError
+from z2z.adapters.link.zeroconf import ZeroconfLink
+from z2z.core.records import Service
 
 
 def emit(event: str, **fields: Any) -> None:

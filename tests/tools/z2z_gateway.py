@@ -4,7 +4,7 @@
 
 Why a wrapper: the CLI may not have ``--mdns`` yet.  When it has, the flag is
 passed through; otherwise the one place `run_gateway` builds its link
-(``z2z.link.zeroconf.ZeroconfLink``) is pointed at `z2z.link.open_link`, so
+(``z2z.adapters.link.zeroconf.ZeroconfLink``) is pointed at `z2z.adapters.link.open_link`, so
 the gateway is otherwise exactly ``z2z run``.
 """
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import z2z.link.zeroconf as zeroconf_link
-from z2z import cli
-from z2z.link import open_link
+import z2z.adapters.link.zeroconf as zeroconf_link
+from z2z.adapters.link import open_link
+from z2z.app import cli
 
 
 def cli_has_mdns() -> bool:

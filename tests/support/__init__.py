@@ -1,0 +1,1 @@
+"""Test support: the network-namespace testbed, a two-node dhtnode network, avahi-daemon helpers."""

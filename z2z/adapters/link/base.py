@@ -1,0 +1,92 @@
+"""The link side of the gateway: what any mDNS backend must offer.
+
+Backends (python-zeroconf, Avahi over D-Bus) browse and resolve the bridged
+service types and publish proxied services for hosts on other subnets.  They turn
+link traffic into calls on a `LinkListener` and never decide anything themselves:
+the decisions live in the pure core (`z2z.core.bridge`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from typing import Protocol, runtime_checkable
+
+from z2z.core.records import Service
+
+
+class LinkError(RuntimeError):
+    """The link backend cannot do what was asked (no such interface, daemon gone...)."""
+
+
+class LinkListener(Protocol):
+    """Receives what the backend sees on the link. Called on the event loop thread."""
+
+    def service_up(self, service: Service) -> None:
+        """A service of a browsed type was resolved, or its records changed."""
+
+    def service_down(self, service_type: str, instance: str) -> None:
+        """A service said goodbye or its records expired."""
+
+    def service_refused(self, name: str, reason: str) -> None:
+        """The link announced something the backend cannot carry (a hostile or broken name)."""
+
+
+class LinkBackend(Protocol):
+    """Browse, resolve, publish and withdraw DNS-SD services on one or more links.
+
+    Services handed to `publish` carry a bare host label (``printer-campus-a-z2z``);
+    the backend adds ``.local.``.  Everything is asyncio and must be called from the
+    loop that ran `start`.
+    """
+
+    async def start(self, types: Sequence[str], listener: LinkListener) -> None:
+        """Open the link(s) and start browsing `types` (bare, e.g. ``_ipp._tcp``)."""
+
+    async def publish(self, service: Service) -> str:
+        """Announce `service` (a proxy for a remote host); return the instance name used.
+
+        The name differs from ``service.instance`` only when the backend had to
+        rename it after a conflict on the link.
+        """
+
+    async def withdraw(self, service_type: str, instance: str) -> None:
+        """Send goodbyes for a service published here; unknown names are ignored."""
+
+    async def close(self) -> None:
+        """Withdraw everything published and release the link."""
+
+
+@runtime_checkable
+class DynamicBrowsing(Protocol):
+    """Optional: backends that can browse types found at run time (``type = ["*"]``, reloads)."""
+
+    async def browse(self, types: Sequence[str]) -> None:
+        """Also browse `types` from now on (already browsed ones are ignored)."""
+
+    async def discover_types(self, on_type: Callable[[str], None]) -> None:
+        """Report every service type seen on the link (``_services._dns-sd._udp`` PTRs), now and later."""
+
+
+class KeyedLocks:
+    """One asyncio lock per key, made on first use and dropped when nobody holds or waits.
+
+    Backends serialise publish/withdraw (and recovery) per service with it, so
+    probing never races an update of the same service while others go on.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[key]

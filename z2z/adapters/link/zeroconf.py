@@ -1,0 +1,634 @@
+"""The python-zeroconf link backend: browse, resolve and publish proxies in-process.
+
+`ZeroconfLink` runs python-zeroconf's asyncio API on the gateway's own loop.  It
+only translates: browser events become `LinkListener` calls, `Service` values
+become proxied `ServiceInfo` registrations.  Which services to bridge is decided
+in the core (`z2z.core.bridge`), never here.
+
+Things python-zeroconf does not do for us, and why they are done here:
+
+* It picks interfaces by address, so interface names are mapped with ifaddr.
+* Its first queries are QU (unicast reply wanted); beside avahi-daemon on port
+  5353 such replies can land in avahi's socket, so every question is asked QM.
+* Its browser reports our own registrations (multicast loopback); they are
+  filtered so the core never sees its proxies as local services.
+* Its `ServiceInfo.text` is the raw TXT rdata; it is parsed with dnslib so TXT
+  strings keep their order and exact bytes (``properties`` is a dict).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import ifaddr
+from dnslib import TXT, DNSBuffer, DNSError
+from zeroconf import (
+    BadTypeInNameException,
+    DNSPointer,
+    DNSQuestionType,
+    DNSService,
+    IPVersion,
+    NonUniqueNameException,
+    NotRunningException,
+    ServiceInfo,
+    ServiceNameAlreadyRegistered,
+    ServiceStateChange,
+    Zeroconf,
+    current_time_millis,
+)
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from z2z.adapters.link.base import KeyedLocks, LinkError, LinkListener
+from z2z.core.records import MAX_LABEL, RecordError, Service, normalize_type, truncate_label
+
+__all__ = ["ZeroconfLink", "encode_txt", "parse_txt", "select_interfaces", "service_from_info"]
+
+log = logging.getLogger(__name__)
+
+LOCAL_SUFFIX = ".local."
+META_QUERY = "_services._dns-sd._udp.local."  # DNS-SD type enumeration (RFC 6763 §9)
+# One resolve attempt waits this long; a responder answers QM questions within
+# ~120 ms, and python-zeroconf re-asks after ~0.3 s and then every second.
+RESOLVE_TIMEOUT = 2.0
+RESOLVE_ATTEMPTS = 3
+# How long a type must have been browsed before its cache is trusted for
+# conflict checks instead of probing (see `ZeroconfLink.publish`).
+CACHE_WARM_S = 1.5
+# TTL of every record published for a proxied service (python-zeroconf re-announces
+# nothing by itself, but answers queries, so caches refresh while we live).
+PROXY_TTL = 120
+# Our own withdrawn PTR stays in our cache ~1 s after the goodbye (RFC 6762
+# §10.1); do not mistake it for a rival when the same name is published again.
+WITHDRAW_ECHO_S = 2.0
+
+InterfaceSpec = str | int
+
+
+# ---------------------------------------------------------------------------
+# pure helpers (tested without sockets)
+
+
+def parse_txt(rdata: bytes) -> tuple[bytes, ...]:
+    """Raw TXT rdata (length-prefixed strings) as a tuple of strings, in order.
+
+    The single empty string RFC 6763 §6.1 requires for "no TXT data" becomes ``()``,
+    as in `z2z.core.records`.  Raises ValueError on malformed rdata.
+    """
+    if not rdata:
+        return ()
+    try:
+        strings = tuple(bytes(s) for s in TXT.parse(DNSBuffer(rdata), len(rdata)).data)
+    except DNSError as exc:
+        raise ValueError(f"malformed TXT rdata: {exc}") from None
+    return () if strings == (b"",) else strings
+
+
+def encode_txt(strings: Sequence[bytes]) -> bytes:
+    """TXT strings as raw rdata; no strings gives the one empty string DNS-SD wants."""
+    buf = DNSBuffer()
+    try:
+        TXT(list(strings) or [b""]).pack(buf)
+    except DNSError as exc:
+        raise ValueError(str(exc)) from None
+    return bytes(buf.data)
+
+
+def _address_order(address: str) -> tuple[int, bytes]:
+    ip = ipaddress.ip_address(address)
+    return (ip.version, ip.packed)
+
+
+def service_from_info(service_type: str, info: ServiceInfo) -> Service:
+    """Fold a resolved `ServiceInfo` into a `Service` of bare type `service_type`.
+
+    The instance is what precedes ``.<type>.local.`` in the name, so dots inside
+    it survive (python-zeroconf keeps names unescaped).  Addresses are sorted so
+    that the same records always give an equal value (the dedupe relies on it).
+    Raises ValueError when the records do not make a service.
+    """
+    suffix = f".{service_type}{LOCAL_SUFFIX}"
+    name = info.name
+    if not name.lower().endswith(suffix.lower()) or len(name) <= len(suffix):
+        raise ValueError(f"{name!r} is not an instance of {service_type}")
+    if not info.server or not info.port:
+        raise ValueError(f"{name!r} has no usable SRV record")
+    host = info.server.split(".", 1)[0]
+    if not host:
+        raise ValueError(f"{name!r} has an empty SRV target")
+    addresses = tuple(sorted(set(info.parsed_addresses()), key=_address_order))
+    return Service(
+        type=service_type,
+        instance=name[: -len(suffix)],
+        host=host,
+        port=int(info.port),
+        txt=parse_txt(info.text),
+        addresses=addresses,
+    )
+
+
+def _is_loopback(adapter: ifaddr.Adapter) -> bool:
+    return any(_ip_of(ip).is_loopback for ip in adapter.ips)
+
+
+def _ip_of(ip: ifaddr.IP) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    raw = ip.ip[0] if isinstance(ip.ip, tuple) else ip.ip
+    return ipaddress.ip_address(raw.split("%", 1)[0])
+
+
+def _adapter_specs(adapter: ifaddr.Adapter) -> list[InterfaceSpec]:
+    """One IPv4 address and/or the IPv6 interface index for an adapter.
+
+    One entry per family and interface: python-zeroconf opens a sender per entry,
+    so listing every address of an interface would send every packet twice.  IPv6
+    uses the index because multicast joins are per interface and link-local
+    addresses are not unique across interfaces.
+    """
+    specs: list[InterfaceSpec] = []
+    v4 = [ip for ip in adapter.ips if ip.is_IPv4]
+    if v4:
+        specs.append(str(v4[0].ip))
+    if adapter.index is not None and any(ip.is_IPv6 for ip in adapter.ips):
+        specs.append(int(adapter.index))
+    return specs
+
+
+def select_interfaces(
+    interfaces: Sequence[str],
+    ip_version: IPVersion | None = None,
+    adapters: Sequence[ifaddr.Adapter] | None = None,
+) -> tuple[list[InterfaceSpec], IPVersion]:
+    """Map interface names or addresses to what python-zeroconf accepts.
+
+    Returns IPv4 address strings and IPv6 interface indexes, and the IP version to
+    use: the one asked for, else both families when both are present.  An empty
+    `interfaces` means every non-loopback interface.  Raises LinkError for a name
+    or address that no interface has.
+    """
+    adapters = list(ifaddr.get_adapters() if adapters is None else adapters)
+    by_name = {a.name: a for a in adapters}
+    by_name.update({a.nice_name: a for a in adapters if a.nice_name not in by_name})
+    available = ", ".join(sorted({a.name for a in adapters})) or "none"
+
+    specs: list[InterfaceSpec] = []
+    if not interfaces:
+        for candidate in adapters:
+            if not _is_loopback(candidate):
+                specs += _adapter_specs(candidate)
+    for raw in interfaces:
+        entry = raw.strip()
+        wanted = _parse_ip(entry)
+        if wanted is None:
+            adapter = by_name.get(entry)
+            if adapter is None:
+                raise LinkError(f"no such interface: {entry} (available: {available})")
+            found = _adapter_specs(adapter)
+            if not found:
+                raise LinkError(f"interface {entry} has no IP address")
+            specs += found
+            continue
+        owner = _owner_of(wanted, entry, adapters)
+        if owner is None:
+            raise LinkError(f"no interface has address {entry} (available: {available})")
+        if wanted.version == 4:
+            specs.append(str(wanted))
+        elif owner.index is not None:
+            specs.append(int(owner.index))
+
+    specs = list(dict.fromkeys(specs))
+    has_v4 = any(isinstance(s, str) for s in specs)
+    has_v6 = any(isinstance(s, int) for s in specs)
+    if ip_version is None:
+        ip_version = (
+            IPVersion.All if has_v4 and has_v6 else IPVersion.V6Only if has_v6 else IPVersion.V4Only
+        )
+    if ip_version is IPVersion.V4Only:
+        specs = [s for s in specs if isinstance(s, str)]
+    elif ip_version is IPVersion.V6Only:
+        specs = [s for s in specs if isinstance(s, int)]
+    if not specs:
+        raise LinkError(
+            f"no usable {ip_version.name} interface among {list(interfaces) or 'all'}"
+            f" (available: {available})"
+        )
+    return specs, ip_version
+
+
+def _parse_ip(entry: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(entry.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def _owner_of(
+    wanted: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    entry: str,
+    adapters: Sequence[ifaddr.Adapter],
+) -> ifaddr.Adapter | None:
+    """The adapter holding `wanted`; a ``%scope`` suffix picks among equal link-locals."""
+    scope = entry.split("%", 1)[1] if "%" in entry else None
+    for adapter in adapters:
+        if scope is not None and scope not in (adapter.name, str(adapter.index)):
+            continue
+        if any(_ip_of(ip) == wanted for ip in adapter.ips):
+            return adapter
+    return None
+
+
+# ---------------------------------------------------------------------------
+# the backend
+
+
+def _key(service_type: str, instance: str) -> tuple[str, str]:
+    """DNS names compare case-insensitively, so the registry does too."""
+    return (service_type.lower(), instance.lower())
+
+
+@dataclass(slots=True)
+class _Published:
+    service: Service
+    info: ServiceInfo
+    instance: str
+    # The announcement burst still running; cancelled before goodbyes or updates
+    # so that a late announcement cannot resurrect or revert the service.
+    announcing: Awaitable[None] | None = None
+
+
+class ZeroconfLink:
+    """A `LinkBackend` on python-zeroconf's asyncio API.
+
+    `interfaces` are names (``lan0``) or addresses; empty means all non-loopback
+    interfaces.  `ip_version` defaults to whatever the chosen interfaces have.
+    With `always_probe` every publication is probed (see `publish`).
+    """
+
+    def __init__(
+        self,
+        interfaces: Sequence[str] = (),
+        *,
+        ip_version: IPVersion | None = None,
+        always_probe: bool = False,
+        resolve_timeout: float = RESOLVE_TIMEOUT,
+    ) -> None:
+        self._requested = tuple(interfaces)
+        self._specs, self._ip_version = select_interfaces(self._requested, ip_version)
+        self._always_probe = always_probe
+        self._resolve_timeout_ms = int(resolve_timeout * 1000)
+        self._aiozc: AsyncZeroconf | None = None
+        self._browsers: list[AsyncServiceBrowser] = []
+        self._listener: LinkListener | None = None
+        self._types: dict[str, str] = {}  # fully qualified, lower case -> bare type
+        self._browsing_since: dict[str, float] = {}  # fully qualified, lower case -> monotonic
+        self._reported: dict[str, Service] = {}  # instance name key -> last service_up value
+        self._resolving: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()  # names changed while being resolved
+        self._published: dict[tuple[str, str], _Published] = {}
+        self._own_names: set[str] = set()  # instance name keys registered here
+        self._withdrawn: dict[str, float] = {}  # name key -> monotonic time of goodbye
+        self._locks = KeyedLocks()
+        self._background: set[Awaitable[None]] = set()
+
+    @property
+    def interfaces(self) -> list[InterfaceSpec]:
+        """What python-zeroconf was given: IPv4 addresses and IPv6 interface indexes."""
+        return list(self._specs)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self, types: Sequence[str], listener: LinkListener) -> None:
+        """Open the mDNS sockets and browse `types` with QM questions."""
+        if self._aiozc is not None:
+            raise LinkError("link already started")
+        try:
+            bare = [normalize_type(t) for t in types]
+        except RecordError as exc:
+            raise LinkError(str(exc)) from None
+        self._listener = listener
+        try:
+            aiozc = AsyncZeroconf(interfaces=list(self._specs), ip_version=self._ip_version)
+        except (OSError, RuntimeError) as exc:
+            raise LinkError(f"cannot open mDNS sockets on {self._specs}: {exc}") from exc
+        try:
+            await aiozc.zeroconf.async_wait_for_start()
+        except (NotRunningException, TimeoutError) as exc:
+            await aiozc.async_close()
+            raise LinkError(f"mDNS did not start on {self._specs}: {exc!r}") from exc
+        if not aiozc.zeroconf.engine.senders:
+            await aiozc.async_close()
+            raise LinkError(f"no interface of {self._specs} could send mDNS")
+        self._aiozc = aiozc
+        self._types = {}
+        self._add_browser(bare)
+        log.info(
+            "zeroconf link up on %s (%s), browsing %s", self._specs, self._ip_version.name, bare
+        )
+
+    async def close(self) -> None:
+        """Stop browsing, send goodbyes for everything published, close the sockets."""
+        aiozc, self._aiozc = self._aiozc, None
+        if aiozc is None:
+            return
+        browsers, self._browsers = self._browsers, []
+        for browser in browsers:
+            await browser.async_cancel()
+        tasks = list(self._resolving.values())
+        for task in tasks:
+            task.cancel()
+        for entry in self._published.values():
+            _cancel(entry.announcing)
+        await asyncio.gather(*tasks, *self._background, return_exceptions=True)
+        self._resolving.clear()
+        self._background.clear()
+        self._published.clear()
+        self._own_names.clear()
+        self._reported.clear()
+        self._dirty.clear()
+        self._withdrawn.clear()
+        await aiozc.async_close()  # goodbyes for all registrations, then sockets closed
+
+    # -- browsing ----------------------------------------------------------
+
+    def _add_browser(self, bare: Sequence[str]) -> None:
+        assert self._aiozc is not None
+        new = {f"{t}{LOCAL_SUFFIX}": t for t in bare if f"{t}{LOCAL_SUFFIX}" not in self._types}
+        if not new:
+            return
+        self._types.update(new)
+        self._browsing_since.update(dict.fromkeys(new, time.monotonic()))
+        self._browsers.append(AsyncServiceBrowser(
+            self._aiozc.zeroconf, list(new), handlers=[self._on_state_change],
+            question_type=DNSQuestionType.QM,
+        ))
+
+    async def browse(self, types: Sequence[str]) -> None:
+        """Browse more types on the running link (discovered ones, or added by a reload)."""
+        self._require_started()
+        try:
+            bare = [normalize_type(t) for t in types]
+        except RecordError as exc:
+            raise LinkError(str(exc)) from None
+        self._add_browser(bare)
+
+    async def discover_types(self, on_type: Callable[[str], None]) -> None:
+        """Call `on_type(bare type)` for every service type announced on the link, now and later.
+
+        This is DNS-SD's type enumeration: a browse of `META_QUERY` (RFC 6763 §9),
+        answered with one PTR per type by every responder on the link.
+        """
+        aiozc = self._require_started()
+
+        def on_change(zeroconf: Zeroconf, service_type: str, name: str,
+                      state_change: ServiceStateChange) -> None:
+            if state_change is not ServiceStateChange.Added:
+                return
+            try:
+                bare = normalize_type(name)
+            except RecordError:
+                log.debug("ignoring odd service type %r on the link", name)
+                return
+            _safely(on_type, bare)
+
+        self._browsers.append(AsyncServiceBrowser(
+            aiozc.zeroconf, [META_QUERY], handlers=[on_change], question_type=DNSQuestionType.QM,
+        ))
+
+    def _on_state_change(
+        self,
+        zeroconf: Zeroconf,
+        service_type: str,
+        name: str,
+        state_change: ServiceStateChange,
+    ) -> None:
+        """Browser callback (on the loop): start or cancel resolution; never blocks."""
+        key = name.lower()
+        if key in self._own_names:
+            return
+        if state_change is ServiceStateChange.Removed:
+            task = self._resolving.pop(key, None)
+            if task is not None:
+                task.cancel()
+            self._dirty.discard(key)
+            gone = self._reported.pop(key, None)
+            if gone is not None and self._listener is not None:
+                _safely(self._listener.service_down, gone.type, gone.instance)
+            return
+        if key in self._resolving:
+            self._dirty.add(key)  # the running task resolves once more when done
+            return
+        self._resolving[key] = asyncio.get_running_loop().create_task(
+            self._resolve(service_type, name, key), name=f"z2z-resolve {name}"
+        )
+
+    async def _resolve(self, service_type: str, name: str, key: str) -> None:
+        """Resolve `name` until it stops changing; report it when its value changed."""
+        try:
+            while True:
+                self._dirty.discard(key)
+                service = await self._resolve_once(service_type, name)
+                if (
+                    service is not None
+                    and key not in self._own_names
+                    and self._reported.get(key) != service
+                    and self._listener is not None
+                ):
+                    self._reported[key] = service
+                    _safely(self._listener.service_up, service)
+                if key not in self._dirty:
+                    return
+        except Exception:  # one odd service must not stop the others
+            log.exception("resolving %r failed", name)
+        finally:
+            if self._resolving.get(key) is asyncio.current_task():
+                del self._resolving[key]
+
+    async def _resolve_once(self, service_type: str, name: str) -> Service | None:
+        """Ask for SRV/TXT/A/AAAA (QM), retrying; None when it cannot be resolved."""
+        aiozc = self._aiozc
+        bare = self._types.get(service_type.lower())
+        if aiozc is None or bare is None:
+            return None
+        for attempt in range(1, RESOLVE_ATTEMPTS + 1):
+            try:
+                info = AsyncServiceInfo(service_type, name)
+                found = await info.async_request(
+                    aiozc.zeroconf, self._resolve_timeout_ms, question_type=DNSQuestionType.QM
+                )
+            except BadTypeInNameException as exc:
+                if self._listener is not None:
+                    _safely(self._listener.service_refused, name, f"bad name: {exc}")
+                return None
+            if found:
+                try:
+                    return service_from_info(bare, info)
+                except ValueError as exc:
+                    if self._listener is not None:
+                        _safely(self._listener.service_refused, name, str(exc))
+                    return None
+            log.debug("no answer resolving %r (attempt %d)", name, attempt)
+        log.warning("could not resolve %r after %d attempts", name, RESOLVE_ATTEMPTS)
+        return None
+
+    # -- publishing --------------------------------------------------------
+
+    async def publish(self, service: Service) -> str:
+        """Register a proxy for `service`; return the instance name in use.
+
+        Probing.  python-zeroconf's "probe" (0.154) is three PTR queries for the
+        *type* over ~1.2 s, after which it renames the instance if a PTR to the
+        same name sits in its cache; host names are never probed.  When this link
+        has been browsing the type for `CACHE_WARM_S`, its cache already holds
+        every instance the probe could find, so we check the cache ourselves (case
+        blind), rename like ``allow_name_change`` would (``Name-2``...), and
+        register with ``cooperating_responders=True``: no probe delay, the first
+        announcement leaves at once.  This is safe for z2z because proxied hosts
+        are renamed per site (no host conflicts), the core already suffixes
+        colliding instance names, and a device that starts later with our name
+        sees our answer to its own probe and renames itself.  A name this link
+        withdrew less than `WITHDRAW_ECHO_S` ago is published the same way (it was
+        ours a moment ago).  Other types not browsed, or browsed too briefly, are
+        probed normally (``allow_name_change=True``); so is everything with
+        ``always_probe``.
+
+        Publishing an already published key with other data updates the records
+        in place (``async_update_service``); the same data is a no-op.
+        """
+        aiozc = self._require_started()
+        key = _key(service.type, service.instance)
+        async with self._locks.hold(key):
+            entry = self._published.get(key)
+            if entry is not None:
+                if entry.service != service:
+                    info = self._make_info(service, entry.info.name)
+                    _cancel(entry.announcing)
+                    entry.announcing = self._track(await aiozc.async_update_service(info))
+                    entry.service, entry.info = service, info
+                return entry.instance
+            fq_type = f"{normalize_type(service.type)}{LOCAL_SUFFIX}"
+            info = self._make_info(service, f"{service.instance}.{fq_type}")
+            # A name we withdrew a moment ago (a remote service that came back) is
+            # still ours: python-zeroconf's probe would find our own records and
+            # rename it ``Name-2``.
+            fast = not self._always_probe and (
+                self._cache_is_warm(fq_type) or self._recently_withdrawn(info.key))
+            if fast:
+                self._rename_if_taken(aiozc, info, service.instance)
+            try:
+                announcing = await aiozc.async_register_service(
+                    info, allow_name_change=True, cooperating_responders=fast
+                )
+            except (
+                BadTypeInNameException,
+                NonUniqueNameException,
+                ServiceNameAlreadyRegistered,
+            ) as exc:
+                raise LinkError(f"cannot publish {info.name!r}: {exc!r}") from exc
+            # No packet for this name has left yet, so no echo can precede this.
+            self._own_names.add(info.key)
+            self._withdrawn.pop(info.key, None)
+            instance = info.name[: -len(fq_type) - 1]
+            self._published[key] = _Published(service, info, instance, self._track(announcing))
+            if instance != service.instance:
+                log.info("published %r as %r after a name conflict", service.instance, instance)
+            return instance
+
+    async def withdraw(self, service_type: str, instance: str) -> None:
+        """Unregister a proxy (goodbyes go out in the background); unknown names are ignored."""
+        aiozc = self._aiozc
+        if aiozc is None:
+            return
+        key = _key(service_type, instance)
+        async with self._locks.hold(key):
+            entry = self._published.pop(key, None)
+            if entry is None:
+                return
+            _cancel(entry.announcing)
+            self._own_names.discard(entry.info.key)
+            self._withdrawn[entry.info.key] = time.monotonic()
+            self._track(await aiozc.async_unregister_service(entry.info))
+
+    def _require_started(self) -> AsyncZeroconf:
+        if self._aiozc is None:
+            raise LinkError("link not started (or already closed)")
+        return self._aiozc
+
+    def _make_info(self, service: Service, name: str) -> ServiceInfo:
+        try:
+            fq_type = f"{normalize_type(service.type)}{LOCAL_SUFFIX}"
+            return ServiceInfo(
+                fq_type,
+                name,
+                port=service.port,
+                properties=encode_txt(service.txt),  # bytes: sent as the TXT rdata verbatim
+                server=f"{service.host}{LOCAL_SUFFIX}",  # never let it default to the name
+                addresses=[ipaddress.ip_address(a).packed for a in service.addresses],
+                # A crashed gateway's proxies must not linger in caches for python-zeroconf's
+                # default 75 minutes: every proxied record lives PROXY_TTL seconds.
+                host_ttl=PROXY_TTL,
+                other_ttl=PROXY_TTL,
+            )
+        except (BadTypeInNameException, RecordError, ValueError, TypeError) as exc:
+            raise LinkError(f"cannot publish {service.instance!r}: {exc}") from exc
+
+    def _cache_is_warm(self, fq_type: str) -> bool:
+        since = self._browsing_since.get(fq_type.lower())
+        return since is not None and time.monotonic() - since >= CACHE_WARM_S
+
+    def _rename_if_taken(self, aiozc: AsyncZeroconf, info: ServiceInfo, instance: str) -> None:
+        """Pick ``instance``, ``instance-2``, ... whichever no one on the link uses."""
+        n = 2
+        while self._name_taken(aiozc.zeroconf, info.type, info.name, info):
+            suffix = f"-{n}"
+            info.name = f"{truncate_label(instance, MAX_LABEL - len(suffix))}{suffix}.{info.type}"
+            n += 1
+
+    def _recently_withdrawn(self, key: str) -> bool:
+        at = self._withdrawn.get(key)
+        return at is not None and time.monotonic() - at <= WITHDRAW_ECHO_S
+
+    def _name_taken(self, zc: Zeroconf, fq_type: str, name: str, info: ServiceInfo | None = None) -> bool:
+        key = name.lower()
+        if zc.registry.async_get_info_name(key) is not None:
+            return True
+        now_s = time.monotonic()
+        for old, at in list(self._withdrawn.items()):
+            if now_s - at > WITHDRAW_ECHO_S:
+                del self._withdrawn[old]
+        if key in self._withdrawn:
+            return False  # the cached PTR is our own goodbye echo
+        now = current_time_millis()
+        if info is not None and info.server is not None:
+            # The same proxy, still cached from a gateway that led this island before
+            # (z2z hosts are per origin site): taking it over is no conflict.
+            srvs = [r for r in zc.cache.entries_with_name(key)
+                    if isinstance(r, DNSService) and not r.is_expired(now)]
+            if srvs and all(r.server.lower() == info.server.lower() and r.port == info.port for r in srvs):
+                return False
+        return any(
+            isinstance(rec, DNSPointer) and not rec.is_expired(now) and rec.alias.lower() == key
+            for rec in zc.cache.entries_with_name(fq_type)
+        )
+
+    def _track(self, awaitable: Awaitable[None]) -> Awaitable[None]:
+        """Keep a broadcast task referenced until done, so close() can wait for it."""
+        self._background.add(awaitable)
+        if isinstance(awaitable, asyncio.Future):
+            awaitable.add_done_callback(self._background.discard)
+        return awaitable
+
+
+def _cancel(awaitable: Awaitable[None] | None) -> None:
+    if isinstance(awaitable, asyncio.Future) and not awaitable.done():
+        awaitable.cancel()
+
+
+def _safely(callback: Callable[..., None], *args: object) -> None:
+    """Call a listener; its bugs are logged, never thrown into python-zeroconf."""
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("link listener failed in %r", callback)

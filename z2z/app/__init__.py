@@ -1,0 +1,1 @@
+"""The application: wires the core to the adapters (gateway), CLI, config, state, status."""

@@ -1,0 +1,1 @@
+"""What crosses the network between gateways: the DHT value envelope, announcements, leader records."""
