@@ -22,6 +22,7 @@ run: install
 
 test: install
 	$(BIN)/ruff check z2z tests bench fuzz
+	$(BIN)/ruff format --check z2z tests bench fuzz
 	$(BIN)/mypy z2z
 	$(BIN)/pytest -q -rs
 
@@ -30,6 +31,7 @@ test-unit: install
 
 lint: install
 	$(BIN)/ruff check z2z tests bench fuzz
+	$(BIN)/ruff format --check z2z tests bench fuzz
 	$(BIN)/mypy z2z
 
 bench: install

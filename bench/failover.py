@@ -30,9 +30,26 @@ _LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO z2z: bridging 
 
 
 def _start(tb: Testbed, host: str, url: str) -> Proc:
-    return tb.spawn(host, [sys.executable, "-m", "z2z", "run", "--site", "campus-a" if host != "b-gw" else
-                           "campus-b", "--interface", "lan0", "--rendezvous", url, "--type", T,
-                           "--state-dir", str(tb.workdir / f"state-{host}")], name=f"{host}-z2z")
+    return tb.spawn(
+        host,
+        [
+            sys.executable,
+            "-m",
+            "z2z",
+            "run",
+            "--site",
+            "campus-a" if host != "b-gw" else "campus-b",
+            "--interface",
+            "lan0",
+            "--rendezvous",
+            url,
+            "--type",
+            T,
+            "--state-dir",
+            str(tb.workdir / f"state-{host}"),
+        ],
+        name=f"{host}-z2z",
+    )
 
 
 def _bridging(tb: Testbed, host: str) -> bool:
@@ -59,8 +76,9 @@ def run(trials: int = 10) -> dict[str, Any]:
         procs = {h: _start(tb, h, dht.proxy_urls[0]) for h in HOSTS}
         procs["b-gw"] = _start(tb, "b-gw", dht.proxy_urls[1])
         watch = tb.spawn_tool("b-client", "mdns_watch", "--type", T)
-        tb.spawn_tool("a-printer", "mdns_printer", "--name", "Campus Printer", "--type", T,
-                      "--address", "10.77.1.10").wait_event("registered", timeout=20)
+        tb.spawn_tool(
+            "a-printer", "mdns_printer", "--name", "Campus Printer", "--type", T, "--address", "10.77.1.10"
+        ).wait_event("registered", timeout=20)
         watch.wait_event(lambda e: e.get("event") == "up", timeout=30)
         for kind, sig in (("crash", signal.SIGKILL), ("clean", signal.SIGTERM)):
             took: list[float] = []
@@ -88,19 +106,26 @@ def run(trials: int = 10) -> dict[str, Any]:
                 procs[leader] = _start(tb, leader, dht.proxy_urls[0])
                 procs[leader].wait_line("started for site", timeout=30, stream="stderr")
                 time.sleep(3.5)  # the restarted gateway settles as a follower
-            results[kind] = {"takeover_s": summary(took), "failed": trials - len(took),
-                             "printer_gone_on_b": gaps}
+            results[kind] = {
+                "takeover_s": summary(took),
+                "failed": trials - len(took),
+                "printer_gone_on_b": gaps,
+            }
     return results
 
 
 def table(res: dict[str, Any]) -> str:
-    rows = ["| leader loss | trials | takeover p50 | p95 | min | max | printer gone on B |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| leader loss | trials | takeover p50 | p95 | min | max | printer gone on B |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for kind in ("crash", "clean"):
         r = res[kind]
         s = r["takeover_s"]
-        rows.append(f"| {kind} | {s['n']} (+{r['failed']} failed) | {s['p50']:.3f} s | {s['p95']:.3f} s "
-                    f"| {s['min']:.3f} s | {s['max']:.3f} s | {r['printer_gone_on_b']} |")
+        rows.append(
+            f"| {kind} | {s['n']} (+{r['failed']} failed) | {s['p50']:.3f} s | {s['p95']:.3f} s "
+            f"| {s['min']:.3f} s | {s['max']:.3f} s | {r['printer_gone_on_b']} |"
+        )
     return "\n".join(rows)
 
 

@@ -30,8 +30,11 @@ T = "_ipp._tcp"
 
 
 def lan_counters(tb: Testbed, host: str) -> tuple[int, int]:
-    out = tb.node(host).run("cat", "/sys/class/net/lan0/statistics/tx_packets",
-                            "/sys/class/net/lan0/statistics/tx_bytes").stdout.split()
+    out = (
+        tb.node(host)
+        .run("cat", "/sys/class/net/lan0/statistics/tx_packets", "/sys/class/net/lan0/statistics/tx_bytes")
+        .stdout.split()
+    )
     return int(out[0]), int(out[1])
 
 
@@ -53,8 +56,17 @@ def one_trial(islands: int, per_island: int, timeout: float = 120.0) -> dict[str
             for i in range(1, per_island):
                 node.ns.ip("addr", "add", f"{node.campus.addr4(2 + i)}/24", "dev", "lan0")
         for c in letters:
-            tb.spawn_tool(f"{c}-printer", "mdns_printer", "--name", f"Printer {c}", "--type", T,
-                          "--address", tb.node(f"{c}-printer").ipv4, "--no-probe")
+            tb.spawn_tool(
+                f"{c}-printer",
+                "mdns_printer",
+                "--name",
+                f"Printer {c}",
+                "--type",
+                T,
+                "--address",
+                tb.node(f"{c}-printer").ipv4,
+                "--no-probe",
+            )
         for c in letters:
             tb.procs[-islands + letters.index(c)].wait_event("registered", timeout=60)
         before = {c: lan_counters(tb, f"{c}-gw") for c in letters}
@@ -63,10 +75,25 @@ def one_trial(islands: int, per_island: int, timeout: float = 120.0) -> dict[str
         for c in letters:
             node = tb.node(f"{c}-gw")
             addrs = [node.campus.addr4(2 + i) for i in range(per_island)]
-            procs[c] = tb.spawn(f"{c}-gw", [sys.executable, "-m", "bench.multigw", "--site", f"campus-{c}",
-                                            "--rendezvous", dht.proxy_urls[letters.index(c) % 2],
-                                            "--type", T, "--state-root", str(tb.workdir / f"state-{c}"),
-                                            *addrs], cwd=REPO, name=f"{c}-multigw")
+            procs[c] = tb.spawn(
+                f"{c}-gw",
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.multigw",
+                    "--site",
+                    f"campus-{c}",
+                    "--rendezvous",
+                    dht.proxy_urls[letters.index(c) % 2],
+                    "--type",
+                    T,
+                    "--state-root",
+                    str(tb.workdir / f"state-{c}"),
+                    *addrs,
+                ],
+                cwd=REPO,
+                name=f"{c}-multigw",
+            )
         for c in letters:
             procs[c].wait_line("all started", timeout=timeout, stream="stdout")
         t0 = time.time()
@@ -82,8 +109,13 @@ def one_trial(islands: int, per_island: int, timeout: float = 120.0) -> dict[str
                 lead = [st[(c, leaders[c][0])] for c in letters if len(leaders[c]) == 1]
                 structs = {(s.get("stages") or {}).get("structure") for s in lead}
                 vias = {s.get("bridging_via") for s in lead}
-                if "structure" not in marks and len(lead) == islands and len(structs) == 1 \
-                        and "" not in structs and vias == {"dht"}:
+                if (
+                    "structure" not in marks
+                    and len(lead) == islands
+                    and len(structs) == 1
+                    and "" not in structs
+                    and vias == {"dht"}
+                ):
                     marks["structure"] = now
                 seen = [
                     {imp.rsplit("(from ", 1)[1].rstrip(")") for imp in s.get("imported", [])} | {s["site"]}
@@ -101,15 +133,23 @@ def one_trial(islands: int, per_island: int, timeout: float = 120.0) -> dict[str
                     s = status(tb, c, i)
                     if s.get("bridging"):
                         structure = (s.get("stages") or {}).get("structure")
-                        print(f"campus-{c}/{i}: via {s.get('bridging_via')} structure {structure} "
-                              f"imports {len(s.get('imported', []))}", file=sys.stderr)
+                        print(
+                            f"campus-{c}/{i}: via {s.get('bridging_via')} structure {structure} "
+                            f"imports {len(s.get('imported', []))}",
+                            file=sys.stderr,
+                        )
         elapsed = time.time() - t0
         packets = [(after[c][0] - before[c][0]) / per_island for c in letters]
         octets = [(after[c][1] - before[c][1]) / per_island for c in letters]
         return {
-            "islands": islands, "gateways": islands * per_island, "testbed_setup_s": setup,
-            "process_start_s": t0 - t_spawn, "marks": marks, "observed_s": elapsed,
-            "packets_per_gateway": summary(packets), "bytes_per_gateway": summary(octets),
+            "islands": islands,
+            "gateways": islands * per_island,
+            "testbed_setup_s": setup,
+            "process_start_s": t0 - t_spawn,
+            "marks": marks,
+            "observed_s": elapsed,
+            "packets_per_gateway": summary(packets),
+            "bytes_per_gateway": summary(octets),
         }
 
 
@@ -120,9 +160,11 @@ def run(islands: int = 20, per_island: int = 3, trials: int = 1) -> dict[str, An
 
 
 def table(res: dict[str, Any]) -> str:
-    rows = ["| trial | gateways | processes up | one leader per island | all services everywhere "
-            "| one structure | both | packets / gateway | kB / gateway |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| trial | gateways | processes up | one leader per island | all services everywhere "
+        "| one structure | both | packets / gateway | kB / gateway |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for n, r in enumerate(res["trials"], 1):
         m = r["marks"]
         nan = float("nan")

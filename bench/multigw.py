@@ -28,10 +28,16 @@ from z2z.app.gateway import Gateway
 async def main(args: argparse.Namespace) -> int:
     gateways = []
     for i, address in enumerate(args.addresses):
-        flags = check_settings({
-            "site": args.site, "interface": [address], "rendezvous": args.rendezvous, "type": args.type,
-            "state-dir": f"{args.state_root}/{i}", "dht-port": 4222 + i,
-        })
+        flags = check_settings(
+            {
+                "site": args.site,
+                "interface": [address],
+                "rendezvous": args.rendezvous,
+                "type": args.type,
+                "state-dir": f"{args.state_root}/{i}",
+                "dht-port": 4222 + i,
+            }
+        )
         gateways.append(Gateway(build({}, flags), ZeroconfLink([address]), open_rendezvous(args.rendezvous)))
     await asyncio.gather(*(gw.start() for gw in gateways))
     print("all started", flush=True)

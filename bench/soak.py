@@ -68,26 +68,61 @@ def _slope_per_10min(samples: Sequence[tuple[float, int]]) -> float:
     return round(statistics.linear_regression(xs, ys).slope * 600, 2)
 
 
-def run(seconds: float = 300.0, *, churn: float = 0.5, lie: float = 20.0, sample: float = 10.0,
-        warmup: float = 20.0) -> dict[str, Any]:
+def run(
+    seconds: float = 300.0,
+    *,
+    churn: float = 0.5,
+    lie: float = 20.0,
+    sample: float = 10.0,
+    warmup: float = 20.0,
+) -> dict[str, Any]:
     started = time.monotonic()
     with Testbed() as tb:
         dht = tb.start_dht()
-        liar = tb.spawn("wan", [sys.executable, "tests/tools/lying_proxy.py", "--listen",
-                                f"{dht.address}:{LIAR_PORT}", "--upstream", dht.proxy_urls[1]],
-                        stdin=True, name="wan-liar")
+        liar = tb.spawn(
+            "wan",
+            [
+                sys.executable,
+                "tests/tools/lying_proxy.py",
+                "--listen",
+                f"{dht.address}:{LIAR_PORT}",
+                "--upstream",
+                dht.proxy_urls[1],
+            ],
+            stdin=True,
+            name="wan-liar",
+        )
         liar.wait_event("listening", timeout=10)
         gateways = {
             "A (honest proxy)": _gateway(tb, "a-gw", "campus-a", dht.proxy_urls[0]),
             "B (behind the liar)": _gateway(tb, "b-gw", "campus-b", f"http://{dht.address}:{LIAR_PORT}"),
         }
         hostile = tb.spawn_tool(
-            "a-printer", "mdns_hostile", "--address", tb.node("a-printer").ipv4, "--names",
-            "--flap-txt", "Flapper", "--flap-updown", "Blinker", "--duration", str(seconds + warmup + 60),
+            "a-printer",
+            "mdns_hostile",
+            "--address",
+            tb.node("a-printer").ipv4,
+            "--names",
+            "--flap-txt",
+            "Flapper",
+            "--flap-updown",
+            "Blinker",
+            "--duration",
+            str(seconds + warmup + 60),
         )
         churner = tb.spawn_tool(
-            "a-printer", "mdns_printer", "--control", "--no-probe", "--type", SERVICE_TYPE, "--host", "churn",
-            "--address", tb.node("a-printer").ipv4, stdin=True, name="a-printer-churn",
+            "a-printer",
+            "mdns_printer",
+            "--control",
+            "--no-probe",
+            "--type",
+            SERVICE_TYPE,
+            "--host",
+            "churn",
+            "--address",
+            tb.node("a-printer").ipv4,
+            stdin=True,
+            name="a-printer-churn",
         )
         hostile.wait_event("ready", timeout=10)
         churner.wait_event("ready", timeout=15)
@@ -124,22 +159,24 @@ def run(seconds: float = 300.0, *, churn: float = 0.5, lie: float = 20.0, sample
             half = [s for s in rss if s[0] >= warmup + seconds / 2]
             doc = gateway_status(tb, host) or {}
             log = proc.stderr()
-            results.append({
-                "gateway": name,
-                "alive": proc.alive,
-                "tracebacks": log.count("Traceback"),
-                "rss_start_mib": _mib(rss[0][1]) if rss else None,
-                "rss_end_mib": _mib(rss[-1][1]) if rss else None,
-                "rss_max_mib": _mib(max(k for _, k in rss)) if rss else None,
-                "peak_mib": _mib(peaks.get(name, 0)),
-                "growth_mib_per_10min": _slope_per_10min(half),
-                "samples": len(rss),
-                "rejected": sum((doc.get("rejected") or {}).values()),
-                "flap_holds": log.count("keeps changing"),
-                "rendezvous_failures": sum((doc.get("rendezvous_failures") or {}).values()),
-                "warnings": sum(1 for line in log.splitlines() if " WARNING " in line),
-                "series": [(round(t, 1), kib) for t, kib in rss],  # (seconds, VmRSS KiB), for --json
-            })
+            results.append(
+                {
+                    "gateway": name,
+                    "alive": proc.alive,
+                    "tracebacks": log.count("Traceback"),
+                    "rss_start_mib": _mib(rss[0][1]) if rss else None,
+                    "rss_end_mib": _mib(rss[-1][1]) if rss else None,
+                    "rss_max_mib": _mib(max(k for _, k in rss)) if rss else None,
+                    "peak_mib": _mib(peaks.get(name, 0)),
+                    "growth_mib_per_10min": _slope_per_10min(half),
+                    "samples": len(rss),
+                    "rejected": sum((doc.get("rejected") or {}).values()),
+                    "flap_holds": log.count("keeps changing"),
+                    "rendezvous_failures": sum((doc.get("rendezvous_failures") or {}).values()),
+                    "warnings": sum(1 for line in log.splitlines() if " WARNING " in line),
+                    "series": [(round(t, 1), kib) for t, kib in rss],  # (seconds, VmRSS KiB), for --json
+                }
+            )
         requests = sum(1 for e in liar.events() if e.get("event") == "request")
         hostile.kill()
         churner.kill()
@@ -181,8 +218,9 @@ def markdown(out: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=300.0, help="how long the soak lasts (default 300)")
-    p.add_argument("--churn", type=float, default=0.5,
-                   help="seconds between new instance names (default 0.5)")
+    p.add_argument(
+        "--churn", type=float, default=0.5, help="seconds between new instance names (default 0.5)"
+    )
     p.add_argument("--lie", type=float, default=20.0, help="seconds between lie changes (default 20)")
     p.add_argument("--json", help="also write the results here")
     a = p.parse_args(argv)

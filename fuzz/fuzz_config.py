@@ -32,7 +32,7 @@ def one_input(data: bytes) -> None:
 def seeds() -> list[bytes]:
     return [
         b'site = "campus-a"\nrendezvous = "http://10.0.0.1:8080"\ntype = ["_ipp._tcp", "*"]\n',
-        b'ttl = 120\nrefresh = 40.5\nmax-skew = 0\nelection = false\nrank = -3\ndht-port = 4222\n',
+        b"ttl = 120\nrefresh = 40.5\nmax-skew = 0\nelection = false\nrank = -3\ndht-port = 4222\n",
         b'instance-template = "{instance} ({site})"\nhost-template = "{host}-{site}"\n',
         b'network-secret = "/etc/z2z/net.secret"\ntrust = "explicit"\n'
         b'trusted-sites = { campus-a = "8Xn0mO3H1y0kq5ZbqvJ2m7n4YfXo3bZ9mHh0QFv3y0E=" }\n'

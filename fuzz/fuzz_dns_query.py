@@ -46,11 +46,16 @@ def one_input(data: bytes) -> None:
 
 def seeds() -> list[bytes]:
     out = []
-    for name, qtype in (("_ipp._tcp.z2z.home.arpa.", "PTR"),
-                        ("Campus Printer._ipp._tcp.z2z.home.arpa.", "SRV"),
-                        ("printer.z2z.home.arpa.", "AAAA"), ("b._dns-sd._udp.z2z.home.arpa.", "PTR"),
-                        ("_services._dns-sd._udp.z2z.home.arpa.", "PTR"), ("z2z.home.arpa.", "SOA"),
-                        ("example.org.", "A"), ("_daap._tcp.z2z.home.arpa.", "ANY")):
+    for name, qtype in (
+        ("_ipp._tcp.z2z.home.arpa.", "PTR"),
+        ("Campus Printer._ipp._tcp.z2z.home.arpa.", "SRV"),
+        ("printer.z2z.home.arpa.", "AAAA"),
+        ("b._dns-sd._udp.z2z.home.arpa.", "PTR"),
+        ("_services._dns-sd._udp.z2z.home.arpa.", "PTR"),
+        ("z2z.home.arpa.", "SOA"),
+        ("example.org.", "A"),
+        ("_daap._tcp.z2z.home.arpa.", "ANY"),
+    ):
         q = DNSRecord.question(name, qtype)
         out.append(bytes(q.pack()))
         q.add_ar(EDNS0(udp_len=4096))

@@ -24,14 +24,23 @@ def one_input(data: bytes) -> None:
 
 
 def seeds() -> list[bytes]:
-    svc = Service("_ipp._tcp", "Campus Printer.2 \\ é", "printer", 631,
-                  (b"txtvers=1", b"rp=ipp/print", b"", b"bin=\x00\xff"), ("10.1.0.9", "2001:db8::9"))
+    svc = Service(
+        "_ipp._tcp",
+        "Campus Printer.2 \\ é",
+        "printer",
+        631,
+        (b"txtvers=1", b"rp=ipp/print", b"", b"bin=\x00\xff"),
+        ("10.1.0.9", "2001:db8::9"),
+    )
     out = []
     for gone in (False, True):
         env = Envelope("z2z", "campus-a", "0123456789abcdef", 1_800_000_000_000, 1.8e9, 120, gone, svc)
         out.append(protocol.encode(env))
-    out.append(protocol.encode(Envelope("z2z", "b", "fedcba9876543210", 0, 1.0, 1, False,
-                                        Service("_daap._tcp", "x", "h", 1))))
+    out.append(
+        protocol.encode(
+            Envelope("z2z", "b", "fedcba9876543210", 0, 1.0, 1, False, Service("_daap._tcp", "x", "h", 1))
+        )
+    )
     return out
 
 

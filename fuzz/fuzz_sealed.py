@@ -79,7 +79,7 @@ def one_input(data: bytes) -> None:
         assert signer == CODEC.public_key and encode_record(record) == RECORD
     else:
         tampered = bytes(a ^ b for a, b in zip(SEALED, rest.ljust(len(SEALED), b"\0"), strict=False))
-        tampered += rest[len(SEALED):]
+        tampered += rest[len(SEALED) :]
         _value(tampered)
 
 

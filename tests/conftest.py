@@ -35,8 +35,10 @@ def tb3(request: pytest.FixtureRequest) -> Iterator[Testbed]:
     yield from managed_testbed(request, {"c-gw": ("c", 2), "c-printer": ("c", 10), "c-client": ("c", 20)})
 
 
-def managed_testbed(request: pytest.FixtureRequest, hosts: dict[str, tuple[str, int]] | None = None,
-                    ) -> Iterator[Testbed]:
+def managed_testbed(
+    request: pytest.FixtureRequest,
+    hosts: dict[str, tuple[str, int]] | None = None,
+) -> Iterator[Testbed]:
     """Skip where namespaces are unavailable; print the logs if the test failed; always close."""
     reason = skip_reason()
     if reason:

@@ -35,9 +35,23 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, as_
         env = {"STATE_DIRECTORY": str(state), "HOME": "/nonexistent"}
     proc = tb.spawn(
         host,
-        [*prefix, sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
-         "--rendezvous", rendezvous, "--log-level", "debug", *extra,
-         *([] if as_nobody else ["--state-dir", str(state)])],
+        [
+            *prefix,
+            sys.executable,
+            "-m",
+            "z2z",
+            "run",
+            "--site",
+            site,
+            "--interface",
+            "lan0",
+            "--rendezvous",
+            rendezvous,
+            "--log-level",
+            "debug",
+            *extra,
+            *([] if as_nobody else ["--state-dir", str(state)]),
+        ],
         name=f"{host}-z2z",
         env=env,
     )
@@ -46,9 +60,24 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, as_
 
 
 def printer(tb: Testbed, host: str, name: str, address: str, *extra: str) -> Proc:
-    proc = tb.spawn_tool(host, "mdns_printer", "--name", name, "--type", T, "--port", "631",
-                         "--host", name.split()[0].lower(), "--address", address, "--txt", "rp=ipp/print",
-                         *extra, name=f"{host}-{name.replace(' ', '_')}")
+    proc = tb.spawn_tool(
+        host,
+        "mdns_printer",
+        "--name",
+        name,
+        "--type",
+        T,
+        "--port",
+        "631",
+        "--host",
+        name.split()[0].lower(),
+        "--address",
+        address,
+        "--txt",
+        "rp=ipp/print",
+        *extra,
+        name=f"{host}-{name.replace(' ', '_')}",
+    )
     proc.wait_event("registered", timeout=15)
     return proc
 
@@ -69,8 +98,18 @@ def test_filters_one_way_and_reload(testbed: Testbed) -> None:
     conf_b = Path(tb.workdir / "b.toml")
     conf_b.write_text('export-types = []\nimport-types = ["_ipp._tcp"]\nimport-deny = ["Lab *"]\n')
     # No election: bridging stays in the rendezvous (no leaders' DHT), where the test reads it.
-    gw_a = gateway(tb, "a-gw", "campus-a", dht.proxy_urls[0], "--export-types", T, "--import-types",
-                   "--export-deny", "Secret*", "--no-election")
+    gw_a = gateway(
+        tb,
+        "a-gw",
+        "campus-a",
+        dht.proxy_urls[0],
+        "--export-types",
+        T,
+        "--import-types",
+        "--export-deny",
+        "Secret*",
+        "--no-election",
+    )
     gw_b = gateway(tb, "b-gw", "campus-b", dht.proxy_urls[1], "--config", str(conf_b), "--no-election")
     watch_b = tb.spawn_tool("b-client", "mdns_watch", "--type", T)
     watch_a = tb.spawn_tool("a-printer", "mdns_watch", "--type", T, name="a-watch")
@@ -89,8 +128,9 @@ def test_filters_one_way_and_reload(testbed: Testbed) -> None:
     assert in_dht == {("campus-a", "Campus Printer"), ("campus-a", "Lab Printer")}
     assert status(tb, "a-gw")["filtered"] == {"export-deny": 1}
     assert status(tb, "b-gw")["filtered"] == {"export-types": 1, "import-deny": 1}
-    out = tb.node("b-gw").run(sys.executable, "-m", "z2z", "status", "--state-dir",
-                              str(tb.workdir / "state-b-gw"))
+    out = tb.node("b-gw").run(
+        sys.executable, "-m", "z2z", "status", "--state-dir", str(tb.workdir / "state-b-gw")
+    )
     assert "filtered  export-types=1, import-deny=1" in out.stdout
 
     # SIGHUP: B now denies nothing but "Campus*"; Lab Printer appears, Campus Printer goes
@@ -124,8 +164,18 @@ def test_ipv6_only_campuses_bridge(testbed: Testbed) -> None:
     watch.wait_event("browsing")
     gw_a = gateway(tb, "a-gw", "campus-a", url, "--type", T, as_nobody=True)
     b6 = tb.node("b-gw").ipv6  # the status page and metrics, served over IPv6 too
-    gw_b = gateway(tb, "b-gw", "campus-b", url, "--type", T, "--http-listen", f"[{b6}]:8464",
-                   "--metrics-listen", f"[{b6}]:9464")
+    gw_b = gateway(
+        tb,
+        "b-gw",
+        "campus-b",
+        url,
+        "--type",
+        T,
+        "--http-listen",
+        f"[{b6}]:8464",
+        "--metrics-listen",
+        f"[{b6}]:9464",
+    )
     v6 = tb.node("a-printer").ipv6
     printer(tb, "a-printer", "Campus Printer", v6, "--ip-version", "6")
     up = watch.wait_event(matching("up", instance="Campus Printer"), timeout=25)
@@ -158,13 +208,28 @@ def test_every_type_seen_on_the_link_minus_denied(testbed: Testbed) -> None:
     watch.wait_event("browsing")
     ip = tb.node("a-printer").ipv4
     printer(tb, "a-printer", "Campus Printer", ip)  # _ipp._tcp: denied
-    music = tb.spawn_tool("a-printer", "mdns_printer", "--name", "Music", "--type", "_daap._tcp",
-                          "--port", "3689", "--host", "nas", "--address", ip, name="a-music")
+    music = tb.spawn_tool(
+        "a-printer",
+        "mdns_printer",
+        "--name",
+        "Music",
+        "--type",
+        "_daap._tcp",
+        "--port",
+        "3689",
+        "--host",
+        "nas",
+        "--address",
+        ip,
+        name="a-music",
+    )
     music.wait_event("registered", timeout=15)
-    gw_a = gateway(tb, "a-gw", "campus-a", dht.proxy_urls[0], "--type", "*", "--deny-types", T,
-                   "--no-election")
-    gw_b = gateway(tb, "b-gw", "campus-b", dht.proxy_urls[1], "--export-types", "--import-types", "*",
-                   "--no-election")
+    gw_a = gateway(
+        tb, "a-gw", "campus-a", dht.proxy_urls[0], "--type", "*", "--deny-types", T, "--no-election"
+    )
+    gw_b = gateway(
+        tb, "b-gw", "campus-b", dht.proxy_urls[1], "--export-types", "--import-types", "*", "--no-election"
+    )
     up = watch.wait_event(matching("up", instance="Music"), timeout=20)
     assert up["type"].startswith("_daap._tcp") and up["port"] == 3689
     time.sleep(2)

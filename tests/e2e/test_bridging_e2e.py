@@ -27,9 +27,25 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, lea
     state = tb.workdir / f"state-{host}"
     proc = tb.spawn(
         host,
-        [sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
-         "--rendezvous", rendezvous, "--type", T, "--state-dir", str(state), "--log-level", "debug",
-         *extra],
+        [
+            sys.executable,
+            "-m",
+            "z2z",
+            "run",
+            "--site",
+            site,
+            "--interface",
+            "lan0",
+            "--rendezvous",
+            rendezvous,
+            "--type",
+            T,
+            "--state-dir",
+            str(state),
+            "--log-level",
+            "debug",
+            *extra,
+        ],
         name=f"{host}-z2z",
     )
     proc.wait_line(r"bridging _ipp._tcp" if leads else r"started for site", timeout=30, stream="stderr")
@@ -37,8 +53,18 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, lea
 
 
 def printer(tb: Testbed, name: str = "Campus Printer", host: str = "a-printer") -> Proc:
-    args = ["--name", name, "--type", T, "--port", "631", "--host", "printer",
-            "--address", tb.node(host).ipv4]
+    args = [
+        "--name",
+        name,
+        "--type",
+        T,
+        "--port",
+        "631",
+        "--host",
+        "printer",
+        "--address",
+        tb.node(host).ipv4,
+    ]
     for t in TXT:
         args += ["--txt", t]
     proc = tb.spawn_tool(host, "mdns_printer", *args, name=f"{host}-{name.replace(' ', '_')}")
@@ -130,11 +156,13 @@ def test_two_gateways_on_one_link_never_reexport(testbed: Testbed) -> None:
         where = f"opendht://10.77.1.2:4222?network={network_id('z2z')}"
     else:
         where = dht.proxy_urls[0]
-    out = tb.node("b-client").run(sys.executable, "-m", "z2z", "browse", "--rendezvous", where, "--json", T,
-                                  timeout=60)
+    out = tb.node("b-client").run(
+        sys.executable, "-m", "z2z", "browse", "--rendezvous", where, "--json", T, timeout=60
+    )
     found = json.loads(out.stdout)
     assert {(f["site"], f["instance"]) for f in found} == {
-        ("campus-a", "Campus Printer"), ("campus-b", "B Printer")
+        ("campus-a", "Campus Printer"),
+        ("campus-b", "B Printer"),
     }
     assert not [f for f in found if f["host"].endswith("-z2z")]
     # campus B sees exactly one instance of A's printer

@@ -32,14 +32,47 @@ def test_dig_finds_the_remote_printer_at_bs_gateway(testbed: Testbed) -> None:
         ("a-gw", "campus-a", dht.proxy_urls[0], ()),
         ("b-gw", "campus-b", dht.proxy_urls[1], ("--dns-listen", "10.77.2.2:53", "--dns-domain", DOMAIN)),
     ):
-        gw = tb.spawn(host, [sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
-                             "--rendezvous", url, "--type", T, "--state-dir", str(tb.workdir / host), *extra],
-                      name=f"{host}-z2z")
+        gw = tb.spawn(
+            host,
+            [
+                sys.executable,
+                "-m",
+                "z2z",
+                "run",
+                "--site",
+                site,
+                "--interface",
+                "lan0",
+                "--rendezvous",
+                url,
+                "--type",
+                T,
+                "--state-dir",
+                str(tb.workdir / host),
+                *extra,
+            ],
+            name=f"{host}-z2z",
+        )
         gw.wait_line(r"bridging _ipp._tcp", timeout=30, stream="stderr")
     watch = tb.spawn_tool("b-client", "mdns_watch", "--type", T)
-    tb.spawn_tool("a-printer", "mdns_printer", "--name", "Campus Printer", "--type", T, "--port", "631",
-                  "--host", "printer", "--address", "10.77.1.10", "--txt", "rp=ipp/print", "--txt", "Color=T"
-                  ).wait_event("registered", timeout=15)
+    tb.spawn_tool(
+        "a-printer",
+        "mdns_printer",
+        "--name",
+        "Campus Printer",
+        "--type",
+        T,
+        "--port",
+        "631",
+        "--host",
+        "printer",
+        "--address",
+        "10.77.1.10",
+        "--txt",
+        "rp=ipp/print",
+        "--txt",
+        "Color=T",
+    ).wait_event("registered", timeout=15)
     watch.wait_event(matching("up", instance="Campus Printer"), timeout=20)
 
     assert dig(tb, "PTR", f"b._dns-sd._udp.{DOMAIN}") == [DOMAIN]
@@ -58,8 +91,10 @@ def test_dig_finds_the_remote_printer_at_bs_gateway(testbed: Testbed) -> None:
     assert "status: NXDOMAIN" in out.stdout
 
 
-@pytest.mark.skipif(shutil.which("avahi-browse") is None or shutil.which("avahi-daemon") is None,
-                    reason="needs avahi-daemon and avahi-utils")
+@pytest.mark.skipif(
+    shutil.which("avahi-browse") is None or shutil.which("avahi-daemon") is None,
+    reason="needs avahi-daemon and avahi-utils",
+)
 def test_avahi_wide_area_browsing_finds_the_remote_printer(testbed: Testbed) -> None:
     """`avahi-browse -d DOMAIN`: Avahi's own wide-area DNS-SD client, pointed (through the
     client namespace's resolv.conf) at B's gateway, lists the printer of campus A."""
@@ -74,18 +109,50 @@ def test_avahi_wide_area_browsing_finds_the_remote_printer(testbed: Testbed) -> 
             ("a-gw", "campus-a", dht.proxy_urls[0], ()),
             ("b-gw", "campus-b", dht.proxy_urls[1], ("--dns-listen", "10.77.2.2:53", "--dns-domain", DOMAIN)),
         ):
-            gw = tb.spawn(host, [sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
-                                 "--rendezvous", url, "--type", T, "--state-dir", str(tb.workdir / host),
-                                 *extra], name=f"{host}-z2z")
+            gw = tb.spawn(
+                host,
+                [
+                    sys.executable,
+                    "-m",
+                    "z2z",
+                    "run",
+                    "--site",
+                    site,
+                    "--interface",
+                    "lan0",
+                    "--rendezvous",
+                    url,
+                    "--type",
+                    T,
+                    "--state-dir",
+                    str(tb.workdir / host),
+                    *extra,
+                ],
+                name=f"{host}-z2z",
+            )
             gw.wait_line(r"bridging _ipp._tcp", timeout=30, stream="stderr")
-        tb.spawn_tool("a-printer", "mdns_printer", "--name", "Campus Printer", "--type", T, "--port", "631",
-                      "--host", "printer", "--address", "10.77.1.10", "--txt", "rp=ipp/print"
-                      ).wait_event("registered", timeout=15)
+        tb.spawn_tool(
+            "a-printer",
+            "mdns_printer",
+            "--name",
+            "Campus Printer",
+            "--type",
+            T,
+            "--port",
+            "631",
+            "--host",
+            "printer",
+            "--address",
+            "10.77.1.10",
+            "--txt",
+            "rp=ipp/print",
+        ).wait_event("registered", timeout=15)
         deadline = time.monotonic() + 30
         resolved: list[list[str]] = []
         while not resolved and time.monotonic() < deadline:
-            out = tb.node("b-client").run("avahi-browse", "-d", DOMAIN.rstrip("."), "-rtp", T,
-                                          env=avahi.env, check=False, timeout=30)
+            out = tb.node("b-client").run(
+                "avahi-browse", "-d", DOMAIN.rstrip("."), "-rtp", T, env=avahi.env, check=False, timeout=30
+            )
             resolved = [line.split(";") for line in out.stdout.splitlines() if line.startswith("=")]
             if not resolved:
                 time.sleep(1)

@@ -33,6 +33,7 @@ def missing_avahi() -> str:
         return "python3-avahi and python3-dbus"
     return ", ".join(missing_tools())
 
+
 T = "_ipp._tcp"
 HALF_LIFE = 2.0  # flap damping: a hold ends at most 3 half-lives after the last change
 FLAP_SECONDS = 10.0
@@ -41,9 +42,28 @@ FLAP_SECONDS = 10.0
 def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, mdns: str = "zeroconf") -> Proc:
     proc = tb.spawn(
         host,
-        [sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0", "--mdns", mdns,
-         "--rendezvous", rendezvous, "--type", T, "--state-dir", str(tb.workdir / f"state-{host}"),
-         "--no-election", "--log-level", "debug", *extra],
+        [
+            sys.executable,
+            "-m",
+            "z2z",
+            "run",
+            "--site",
+            site,
+            "--interface",
+            "lan0",
+            "--mdns",
+            mdns,
+            "--rendezvous",
+            rendezvous,
+            "--type",
+            T,
+            "--state-dir",
+            str(tb.workdir / f"state-{host}"),
+            "--no-election",
+            "--log-level",
+            "debug",
+            *extra,
+        ],
         name=f"{host}-z2z",
         env=tb.avahis[host].env if mdns == "avahi" else None,
     )
@@ -69,14 +89,25 @@ def test_hostile_names_and_flapping_services(testbed: Testbed, backend: str) -> 
         tb.start_avahis(["a-gw"])  # A's gateway reads the hostile link through avahi-daemon
     watch = tb.spawn_tool("b-client", "mdns_watch", "--type", T)
     watch.wait_event("browsing")
-    gw_a = gateway(tb, "a-gw", "campus-a", dht.proxy_urls[0], "--flap-half-life", str(HALF_LIFE),
-                   mdns=backend)
+    gw_a = gateway(
+        tb, "a-gw", "campus-a", dht.proxy_urls[0], "--flap-half-life", str(HALF_LIFE), mdns=backend
+    )
     gateway(tb, "b-gw", "campus-b", dht.proxy_urls[1])
 
     hostile = tb.spawn_tool(
-        "a-printer", "mdns_hostile", "--address", tb.node("a-printer").ipv4, "--names",
-        "--flap-txt", "Flapper", "--flap-updown", "Blinker", "--period", "0.1",
-        "--duration", str(FLAP_SECONDS),
+        "a-printer",
+        "mdns_hostile",
+        "--address",
+        tb.node("a-printer").ipv4,
+        "--names",
+        "--flap-txt",
+        "Flapper",
+        "--flap-updown",
+        "Blinker",
+        "--period",
+        "0.1",
+        "--duration",
+        str(FLAP_SECONDS),
     )
     hostile.wait_event("ready")
     t_start = time.time()
@@ -106,8 +137,10 @@ def test_hostile_names_and_flapping_services(testbed: Testbed, backend: str) -> 
     held = status(tb, "a-gw")["flapping"]
     assert f"Flapper.{T}" in held, held
     during = [e for e in seen_on_b(watch, "Flapper") if e["t"] <= done["t"]]
-    print(f"Flapper: {done['changes']} TXT changes sent on A in {FLAP_SECONDS:g} s; "
-          f"B saw {len(during)} versions meanwhile")
+    print(
+        f"Flapper: {done['changes']} TXT changes sent on A in {FLAP_SECONDS:g} s; "
+        f"B saw {len(during)} versions meanwhile"
+    )
     assert done["changes"] >= 50  # it really flapped every ~100 ms
     assert 1 <= len(during) <= 6, during
     final = watch.wait_event(
@@ -134,5 +167,7 @@ def test_hostile_names_and_flapping_services(testbed: Testbed, backend: str) -> 
     assert "Traceback" not in log
     assert log.count("keeps changing") >= 1
     assert log.count("WARNING z2z: rejected a record (bad-local-service)") == 1
-    print(f"hostile link ({backend}): {len(valid)} valid names bridged, refused {doc['rejected']}, "
-          f"{time.time() - t_start:.0f} s")
+    print(
+        f"hostile link ({backend}): {len(valid)} valid names bridged, refused {doc['rejected']}, "
+        f"{time.time() - t_start:.0f} s"
+    )

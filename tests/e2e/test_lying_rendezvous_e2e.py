@@ -36,10 +36,27 @@ LIAR = f"http://{WAN4}:8090"
 def gateway(tb: Testbed, host: str, site: str, rendezvous: str, election: bool = False) -> Proc:
     proc = tb.spawn(
         host,
-        [sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
-         "--election" if election else "--no-election",
-         "--rendezvous", rendezvous, "--type", T, "--state-dir", str(tb.workdir / f"state-{host}"),
-         "--anti-entropy", "3", "--log-level", "debug"],
+        [
+            sys.executable,
+            "-m",
+            "z2z",
+            "run",
+            "--site",
+            site,
+            "--interface",
+            "lan0",
+            "--election" if election else "--no-election",
+            "--rendezvous",
+            rendezvous,
+            "--type",
+            T,
+            "--state-dir",
+            str(tb.workdir / f"state-{host}"),
+            "--anti-entropy",
+            "3",
+            "--log-level",
+            "debug",
+        ],
         name=f"{host}-z2z",
     )
     proc.wait_line(r"bridging _ipp._tcp", timeout=30, stream="stderr")
@@ -53,16 +70,24 @@ def warnings_once_per_condition(log: str) -> Counter[str]:
     between (a "works again" line naming it).
     """
     warned = Counter(re.findall(r"WARNING z2z\.rendezvous\.proxy: OpenDHT proxy \S+: ([^(]+?) \(", log))
-    recovered = Counter(re.findall(r"(?:after |, )([^,()×]+?) ×", "\n".join(
-        line for line in log.splitlines() if "works again" in line)))
+    recovered = Counter(
+        re.findall(
+            r"(?:after |, )([^,()×]+?) ×",
+            "\n".join(line for line in log.splitlines() if "works again" in line),
+        )
+    )
     for condition, n in warned.items():
         assert n <= 1 + recovered[condition], (condition, warned, recovered)
     return warned
 
 
 def start_liar(tb: Testbed, upstream: str) -> Proc:
-    liar = tb.spawn("wan", [sys.executable, str(TOOLS / "lying_proxy.py"), "--listen", f"{WAN4}:8090",
-                            "--upstream", upstream], stdin=True, name="wan-liar")
+    liar = tb.spawn(
+        "wan",
+        [sys.executable, str(TOOLS / "lying_proxy.py"), "--listen", f"{WAN4}:8090", "--upstream", upstream],
+        stdin=True,
+        name="wan-liar",
+    )
     liar.wait_event("listening", timeout=10)
     return liar
 
@@ -90,9 +115,22 @@ def wait_imported(tb: Testbed, host: str, name: str, timeout: float) -> float:
 
 
 def printers(tb: Testbed, host: str) -> Proc:
-    proc = tb.spawn_tool(host, "mdns_printer", "--control", "--no-probe", "--type", T, "--host", host,
-                         "--address", tb.node(host).ipv4, "--txt", "rp=ipp/print", stdin=True,
-                         name=f"{host}-printers")
+    proc = tb.spawn_tool(
+        host,
+        "mdns_printer",
+        "--control",
+        "--no-probe",
+        "--type",
+        T,
+        "--host",
+        host,
+        "--address",
+        tb.node(host).ipv4,
+        "--txt",
+        "rp=ipp/print",
+        stdin=True,
+        name=f"{host}-printers",
+    )
     proc.wait_event("ready", timeout=15)
     return proc
 
@@ -147,8 +185,9 @@ def test_gateway_survives_a_lying_rendezvous(testbed: Testbed) -> None:
     while not ((st := status(tb, "b-gw"))["rendezvous_ok"] and not st["rendezvous_failing"]):
         assert time.monotonic() < deadline, (st["rendezvous_ok"], st["rendezvous_failing"])
         time.sleep(0.2)
-    print(f"healed: everything exported during {len(LIES) * DWELL:.0f} s of lies crossed "
-          f"in {caught_up:.1f} s")
+    print(
+        f"healed: everything exported during {len(LIES) * DWELL:.0f} s of lies crossed in {caught_up:.1f} s"
+    )
 
     # each condition was logged once (again only if it came back after the proxy worked in
     # between), however many requests failed
@@ -157,8 +196,14 @@ def test_gateway_survives_a_lying_rendezvous(testbed: Testbed) -> None:
     warned = warnings_once_per_condition(log)
     print(f"warnings: {dict(warned)}; failures counted: {st['rendezvous_failures']}")
     # puts never worked while the proxy lied: each of their conditions exactly once
-    for expected in ("timeout", "HTTP 500", "not HTTP", "connection reset", "put not echoed",
-                     "truncated answer"):
+    for expected in (
+        "timeout",
+        "HTTP 500",
+        "not HTTP",
+        "connection reset",
+        "put not echoed",
+        "truncated answer",
+    ):
         assert warned[expected] == 1, (expected, warned)
     assert warned["junk values"] == 1
     assert sum(st["rendezvous_failures"].values()) > 3 * sum(warned.values())
@@ -168,15 +213,22 @@ def test_gateway_survives_a_lying_rendezvous(testbed: Testbed) -> None:
     requests = [e for e in liar.events() if e["event"] == "request" and t0 <= e["t"] < t1]
     listens = [e["t"] for e in requests if e["path"].endswith("/listen")]
     gaps = [b - a for a, b in itertools.pairwise(listens)]
-    print(f"http500 for {t1 - t0:.1f} s: {len(requests)} requests "
-          f"({Counter(e['method'] for e in requests)}); "
-          f"listen retries every {', '.join(f'{g:.2f}' for g in gaps)} s")
+    print(
+        f"http500 for {t1 - t0:.1f} s: {len(requests)} requests "
+        f"({Counter(e['method'] for e in requests)}); "
+        f"listen retries every {', '.join(f'{g:.2f}' for g in gaps)} s"
+    )
     assert len(requests) < 40, requests
     assert len(gaps) >= 3 and gaps[-1] > 3 * gaps[0], gaps  # the waits grow
     ratios = [b / a for a, b in itertools.pairwise(gaps) if a > 0]
     assert statistics.pstdev(ratios) > 0.05 or any(abs(r - 2) > 0.1 for r in ratios), ratios  # jitter
-    puts = [e["t"] for e in liar.events() if e["event"] == "request" and e["method"] == "POST"
-            and windows["slow"][0] <= e["t"] < windows["endless"][1]]
+    puts = [
+        e["t"]
+        for e in liar.events()
+        if e["event"] == "request"
+        and e["method"] == "POST"
+        and windows["slow"][0] <= e["t"] < windows["endless"][1]
+    ]
     print(f"puts tried during {windows['endless'][1] - windows['slow'][0]:.0f} s of lies: {len(puts)}")
     assert len(puts) < 60, len(puts)
     assert gw_a.alive
@@ -209,8 +261,10 @@ def test_leaders_dht_keeps_bridging_while_the_rendezvous_lies(testbed: Testbed) 
         st = status(tb, "b-gw")
         assert gw_b.alive, gw_b.log_tail()
         assert st["stages"]["stage"] == 3 and st["bridging_via"] == "dht", (mode, st["stages"])
-        print(f"{mode:>9}: 'A during {mode}' on B after {(up['t'] - start) * 1000:.0f} ms; "
-              f"proxy failing {st['rendezvous_failing']}")
+        print(
+            f"{mode:>9}: 'A during {mode}' on B after {(up['t'] - start) * 1000:.0f} ms; "
+            f"proxy failing {st['rendezvous_failing']}"
+        )
     lie(liar, "honest")
     assert not [e for e in watch.events() if e["event"] == "down"], "something left B during the lies"
     log = gw_b.stderr()

@@ -22,10 +22,29 @@ FAST = ("--ttl", "10", "--refresh", "3", "--max-skew", "2", "--anti-entropy", "3
 
 
 def start(tb: Testbed, host: str, site: str, url: str) -> Proc:
-    proc = tb.spawn(host, [sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
-                           "--rendezvous", url, "--type", T, "--state-dir", str(tb.workdir / host),
-                           "--log-level", "debug", *FAST],
-                    name=f"{host}-z2z")
+    proc = tb.spawn(
+        host,
+        [
+            sys.executable,
+            "-m",
+            "z2z",
+            "run",
+            "--site",
+            site,
+            "--interface",
+            "lan0",
+            "--rendezvous",
+            url,
+            "--type",
+            T,
+            "--state-dir",
+            str(tb.workdir / host),
+            "--log-level",
+            "debug",
+            *FAST,
+        ],
+        name=f"{host}-z2z",
+    )
     proc.wait_line(r"bridging _ipp._tcp", timeout=30, stream="stderr")
     return proc
 
@@ -40,10 +59,22 @@ def test_kill9_and_restart_keeps_identity_and_drops_what_left(testbed: Testbed) 
     gw_a = start(tb, "a-gw", "campus-a", dht.proxy_urls[0])
     start(tb, "b-gw", "campus-b", dht.proxy_urls[1])
     watch = tb.spawn_tool("b-client", "mdns_watch", "--type", T)
-    stays = tb.spawn_tool("a-printer", "mdns_printer", "--name", "Stays", "--type", T,
-                          "--address", "10.77.1.10", name="stays")
-    leaves = tb.spawn_tool("a-printer", "mdns_printer", "--name", "Leaves", "--type", T,
-                           "--address", "10.77.1.10", "--port", "632", name="leaves")
+    stays = tb.spawn_tool(
+        "a-printer", "mdns_printer", "--name", "Stays", "--type", T, "--address", "10.77.1.10", name="stays"
+    )
+    leaves = tb.spawn_tool(
+        "a-printer",
+        "mdns_printer",
+        "--name",
+        "Leaves",
+        "--type",
+        T,
+        "--address",
+        "10.77.1.10",
+        "--port",
+        "632",
+        name="leaves",
+    )
     for p in (stays, leaves):
         p.wait_event("registered", timeout=15)
     for name in ("Stays", "Leaves"):
@@ -81,8 +112,9 @@ def test_wan_partition_imports_live_their_ttl_then_return(testbed: Testbed) -> N
     start(tb, "a-gw", "campus-a", dht.proxy_urls[0])
     start(tb, "b-gw", "campus-b", dht.proxy_urls[1])
     watch = tb.spawn_tool("b-client", "mdns_watch", "--type", T)
-    tb.spawn_tool("a-printer", "mdns_printer", "--name", "Campus Printer", "--type", T,
-                  "--address", "10.77.1.10").wait_event("registered", timeout=15)
+    tb.spawn_tool(
+        "a-printer", "mdns_printer", "--name", "Campus Printer", "--type", T, "--address", "10.77.1.10"
+    ).wait_event("registered", timeout=15)
     watch.wait_event(matching("up", instance="Campus Printer"), timeout=20)
     time.sleep(4)  # settle: the leaders' DHT forms across the WAN
 

@@ -57,10 +57,29 @@ asyncio.run(main())
 def gateway(tb: Testbed, host: str, site: str, rendezvous: str, secret: Path) -> Proc:
     proc = tb.spawn(
         host,
-        [sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
-         "--rendezvous", rendezvous, "--type", T, "--state-dir", str(tb.workdir / f"state-{host}"),
-         "--log-level", "debug",
-         "--network-secret", str(secret), "--no-election", "--anti-entropy", "3"],
+        [
+            sys.executable,
+            "-m",
+            "z2z",
+            "run",
+            "--site",
+            site,
+            "--interface",
+            "lan0",
+            "--rendezvous",
+            rendezvous,
+            "--type",
+            T,
+            "--state-dir",
+            str(tb.workdir / f"state-{host}"),
+            "--log-level",
+            "debug",
+            "--network-secret",
+            str(secret),
+            "--no-election",
+            "--anti-entropy",
+            "3",
+        ],
         name=f"{host}-z2z",
     )
     proc.wait_line(r"bridging _ipp._tcp", timeout=30, stream="stderr")
@@ -68,16 +87,31 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, secret: Path) ->
 
 
 def printer(tb: Testbed, host: str, name: str) -> Proc:
-    proc = tb.spawn_tool(host, "mdns_printer", "--name", name, "--type", T, "--port", "631", "--host",
-                         "printer", "--address", tb.node(host).ipv4, "--txt", "rp=ipp/print",
-                         name=f"{host}-printer")
+    proc = tb.spawn_tool(
+        host,
+        "mdns_printer",
+        "--name",
+        name,
+        "--type",
+        T,
+        "--port",
+        "631",
+        "--host",
+        "printer",
+        "--address",
+        tb.node(host).ipv4,
+        "--txt",
+        "rp=ipp/print",
+        name=f"{host}-printer",
+    )
     proc.wait_event("registered", timeout=15)
     return proc
 
 
 def browse(tb: Testbed, host: str, proxy: str, *extra: str) -> list[dict]:
-    out = tb.node(host).run(sys.executable, "-m", "z2z", "browse", "--rendezvous", proxy, "--json", *extra, T,
-                            timeout=60)
+    out = tb.node(host).run(
+        sys.executable, "-m", "z2z", "browse", "--rendezvous", proxy, "--json", *extra, T, timeout=60
+    )
     return json.loads(out.stdout)
 
 
@@ -121,8 +155,9 @@ def test_private_network_bridges_members_only(tb3: Testbed) -> None:
 
     # injection under the network's own key: c's values copied there, and a plain fake
     before = dict(status(tb, "b-gw")["rejected"])
-    out = tb.node("c-client").run(sys.executable, "-c", INJECT, dht.proxy_urls[0], str(good), str(other),
-                                  timeout=60)
+    out = tb.node("c-client").run(
+        sys.executable, "-c", INJECT, dht.proxy_urls[0], str(good), str(other), timeout=60
+    )
     assert int(out.stdout) >= 1, out.stderr
     gw_b.wait_line(r"rejected a record \(bad-seal\)", timeout=20, stream="stderr")
     gw_b.wait_line(r"rejected a record \(not-sealed\)", timeout=20, stream="stderr")
@@ -170,10 +205,31 @@ def test_private_network_with_islands_leaders_dht_and_failover(testbed: Testbed)
 
     def run(host: str, site: str, url: str, secret: Path, *extra: str) -> Proc:
         state = str(tb.workdir / f"state-{host}")
-        proc = tb.spawn(host, [sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
-                               "--rendezvous", url, "--type", T, "--state-dir", state,
-                               "--log-level", "debug", "--network-secret", str(secret), *extra],
-                        name=f"{host}-z2z")
+        proc = tb.spawn(
+            host,
+            [
+                sys.executable,
+                "-m",
+                "z2z",
+                "run",
+                "--site",
+                site,
+                "--interface",
+                "lan0",
+                "--rendezvous",
+                url,
+                "--type",
+                T,
+                "--state-dir",
+                state,
+                "--log-level",
+                "debug",
+                "--network-secret",
+                str(secret),
+                *extra,
+            ],
+            name=f"{host}-z2z",
+        )
         proc.wait_line(r"started for site", timeout=30, stream="stderr")
         return proc
 
@@ -194,13 +250,19 @@ def test_private_network_with_islands_leaders_dht_and_failover(testbed: Testbed)
     island = {p["node"] for p in status(tb, members[0])["stages"]["island"]}
     assert nodes["a-gw3"] not in island, "a gateway without the secret joined the island"
     assert not {nodes["a-gw"], nodes["a-gw2"]} & {p["node"] for p in status(tb, "a-gw3")["stages"]["island"]}
-    wait_for(lambda: status(tb, members[0])["rejected"].get("bad-announcement", 0) > 0, 10,
-             "the stranger's announcements to be refused")
+    wait_for(
+        lambda: status(tb, members[0])["rejected"].get("bad-announcement", 0) > 0,
+        10,
+        "the stranger's announcements to be refused",
+    )
 
     # stage 3 on sealed, signed leader records
     [leader] = leaders()
-    took = wait_for(lambda: all(status(tb, h).get("bridging_via") == "dht" for h in (leader, "b-gw")), 40,
-                    "both leaders to bridge via their own DHT")
+    took = wait_for(
+        lambda: all(status(tb, h).get("bridging_via") == "dht" for h in (leader, "b-gw")),
+        40,
+        "both leaders to bridge via their own DHT",
+    )
     print(f"private network: leaders' DHT formed in {took:.2f} s")
     assert status(tb, leader)["stages"]["structure"] == status(tb, "b-gw")["stages"]["structure"]
 

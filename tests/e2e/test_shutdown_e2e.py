@@ -37,9 +37,25 @@ EXIT_BOUND = 10.0  # SIGTERM -> exit: Gateway.stop waits at most ~3 s per phase
 def gateway(tb: Testbed, host: str, site: str, rendezvous: str) -> Proc:
     proc = tb.spawn(
         host,
-        [sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
-         "--rendezvous", rendezvous, "--type", T, "--state-dir", str(tb.workdir / f"state-{host}"),
-         "--log-level", "debug", *SLOW],
+        [
+            sys.executable,
+            "-m",
+            "z2z",
+            "run",
+            "--site",
+            site,
+            "--interface",
+            "lan0",
+            "--rendezvous",
+            rendezvous,
+            "--type",
+            T,
+            "--state-dir",
+            str(tb.workdir / f"state-{host}"),
+            "--log-level",
+            "debug",
+            *SLOW,
+        ],
         name=f"{host}-z2z",
     )
     proc.wait_line(r"bridging _ipp._tcp", timeout=30, stream="stderr")
@@ -100,8 +116,19 @@ def test_sigterm_withdraws_everything_under_load(testbed: Testbed) -> None:
     gw_b = gateway(tb, "b-gw", "campus-b", dht.proxy_urls[1])
 
     # 40 instances on campus A, from one printer process
-    printer = tb.spawn_tool("a-printer", "mdns_printer", "--control", "--no-probe", "--type", T,
-                            "--address", tb.node("a-printer").ipv4, "--txt", "rp=ipp/print", stdin=True)
+    printer = tb.spawn_tool(
+        "a-printer",
+        "mdns_printer",
+        "--control",
+        "--no-probe",
+        "--type",
+        T,
+        "--address",
+        tb.node("a-printer").ipv4,
+        "--txt",
+        "rp=ipp/print",
+        stdin=True,
+    )
     printer.wait_event("ready", timeout=15)
     t_reg0 = time.time()
     for name in NAMES:
@@ -134,8 +161,9 @@ def test_sigterm_withdraws_everything_under_load(testbed: Testbed) -> None:
     # the rendezvous holds a tombstone as the newest version of each of A's 40 exports
     newest: dict[str, protocol.Envelope] = {}
     for env in tb.dht_values(dht.proxy_urls[1]):
-        if env.site == "campus-a" and (env.service.instance not in newest
-                                       or env.seq > newest[env.service.instance].seq):
+        if env.site == "campus-a" and (
+            env.service.instance not in newest or env.seq > newest[env.service.instance].seq
+        ):
             newest[env.service.instance] = env
     assert sorted(newest) == NAMES
     live = sorted(name for name, env in newest.items() if not env.gone)

@@ -20,8 +20,23 @@ def run_gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str)
     state = tb.workdir / f"state-{host}"
     proc = tb.spawn(
         host,
-        [sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
-         "--rendezvous", rendezvous, "--type", T, "--state-dir", str(state), *extra],
+        [
+            sys.executable,
+            "-m",
+            "z2z",
+            "run",
+            "--site",
+            site,
+            "--interface",
+            "lan0",
+            "--rendezvous",
+            rendezvous,
+            "--type",
+            T,
+            "--state-dir",
+            str(state),
+            *extra,
+        ],
         name=f"{host}-z2z",
     )
     proc.wait_line(r"started for site", timeout=30, stream="stderr")
@@ -45,9 +60,23 @@ def wait_for(cond, timeout: float, what: str) -> float:  # type: ignore[no-untyp
 
 
 def printer(tb: Testbed, name: str, host: str = "a-printer") -> Proc:
-    proc = tb.spawn_tool(host, "mdns_printer", "--name", name, "--type", T, "--port", "631",
-                         "--host", "printer", "--address", tb.node(host).ipv4, "--txt", "rp=ipp/print",
-                         name=f"{host}-{name.replace(' ', '_')}")
+    proc = tb.spawn_tool(
+        host,
+        "mdns_printer",
+        "--name",
+        name,
+        "--type",
+        T,
+        "--port",
+        "631",
+        "--host",
+        "printer",
+        "--address",
+        tb.node(host).ipv4,
+        "--txt",
+        "rp=ipp/print",
+        name=f"{host}-{name.replace(' ', '_')}",
+    )
     proc.wait_event("registered", timeout=15)
     return proc
 
@@ -77,8 +106,11 @@ def test_one_leader_per_island_and_failover_after_kill9(testbed: Testbed) -> Non
 
     mark = watch.mark()
     gws[leader].signal(signal.SIGKILL)
-    took = wait_for(lambda: len([h for h in followers if status(tb, h).get("bridging")]) == 1, 10,
-                    "a follower to take over")
+    took = wait_for(
+        lambda: len([h for h in followers if status(tb, h).get("bridging")]) == 1,
+        10,
+        "a follower to take over",
+    )
     print(f"crash failover: a follower bridges {took:.2f} s after kill -9 of the leader")
     assert took <= 5.0
     time.sleep(3)
@@ -108,7 +140,8 @@ def test_leaders_dht_outlives_the_rendezvous(testbed: Testbed) -> None:
     watch.wait_event(matching("up", instance="Campus Printer"), timeout=20)
 
     took = wait_for(
-        lambda: all(status(tb, h).get("bridging_via") == "dht" for h in ("a-gw", "b-gw")), 30,
+        lambda: all(status(tb, h).get("bridging_via") == "dht" for h in ("a-gw", "b-gw")),
+        30,
         "both leaders to bridge via their own DHT",
     )
     print(f"structure formed and bridging moved to it in {took:.2f} s")
@@ -171,8 +204,11 @@ def _merge_scenario(tb: Testbed) -> None:
     # the partition heals: both structures meet in the rendezvous registry and merge
     for c in "ab":
         tb.node(f"{c}-gw").ns.ip("route", "del", "blackhole", "10.77.0.1/32")
-    took = wait_for(lambda: len({structure(c) for c in "abcd"}) == 1 and via_dht("abcd"), 90,
-                    "one structure for all four sites")
+    took = wait_for(
+        lambda: len({structure(c) for c in "abcd"}) == 1 and via_dht("abcd"),
+        90,
+        "one structure for all four sites",
+    )
     print(f"merged {took:.1f} s after the partition healed (structure {structure('a')})")
     sites = {f"campus-{c}" for c in "abcd"}
 

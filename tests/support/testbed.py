@@ -746,8 +746,9 @@ class Testbed:
         reply = json.loads(r.stdout)
         return int(reply["status"]), str(reply["body"])
 
-    def dht_values(self, proxy: str, service_type: str = "_ipp._tcp", host: str = "b-client",
-                   timeout: float = 10.0) -> list[Envelope]:
+    def dht_values(
+        self, proxy: str, service_type: str = "_ipp._tcp", host: str = "b-client", timeout: float = 10.0
+    ) -> list[Envelope]:
         """Every value of the public network `z2z` stored under `service_type`'s key, decoded.
 
         Read through the REST proxy `proxy` from inside `host`, so what is seen is
@@ -756,8 +757,11 @@ class Testbed:
         key = hashlib.sha1(f"z2z/z2z/type/{service_type}".encode()).hexdigest()
         status, body = self.http_get(host, f"{proxy}/key/{key}", timeout=timeout)
         assert status == 200, body
-        return [decode_envelope(base64.b64decode(json.loads(line)["data"]))
-                for line in body.splitlines() if line.strip()]
+        return [
+            decode_envelope(base64.b64decode(json.loads(line)["data"]))
+            for line in body.splitlines()
+            if line.strip()
+        ]
 
     def ping(self, host: str, address: str, timeout: float = 2.0) -> float | None:
         """One ICMP echo from `host` to `address` (v4 or v6); round-trip seconds or None.

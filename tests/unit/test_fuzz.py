@@ -58,9 +58,18 @@ def test_bounded_fuzz_run(name: str, tmp_path: Path) -> None:
     corpus.mkdir()
     for i, seed in enumerate(target(name).seeds()):
         (corpus / f"seed-{i}").write_bytes(seed)
-    cmd = [sys.executable, str(FUZZ / f"{name}.py"), f"-runs={RUNS}", "-max_len=4096", "-timeout=10",
-           "-rss_limit_mb=1024", "-max_total_time=300", "-seed=1", f"-artifact_prefix={tmp_path}/",
-           str(corpus)]
+    cmd = [
+        sys.executable,
+        str(FUZZ / f"{name}.py"),
+        f"-runs={RUNS}",
+        "-max_len=4096",
+        "-timeout=10",
+        "-rss_limit_mb=1024",
+        "-max_total_time=300",
+        "-seed=1",
+        f"-artifact_prefix={tmp_path}/",
+        str(corpus),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=FUZZ)
     tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
     assert proc.returncode == 0, f"{name} found a crash, hang or leak:\n{tail}"

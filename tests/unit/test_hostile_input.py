@@ -30,8 +30,9 @@ from z2z.core.wire.gateways import WireError, open_record
 
 T = "_ipp._tcp"
 NOW = 1_800_000_000.0
-SVC = Service(T, "Campus Printer", "printer", 631, (b"rp=ipp/print", b"note=Floor 2"),
-              ("10.1.0.9", "2001:db8::9"))
+SVC = Service(
+    T, "Campus Printer", "printer", 631, (b"rp=ipp/print", b"note=Floor 2"), ("10.1.0.9", "2001:db8::9")
+)
 ENV = Envelope("z2z", "campus-a", "0123456789abcdef", 1_800_000_000_000, NOW, 120, False, SVC)
 BODY = protocol.encode(ENV)
 DOC = json.loads(BODY)
@@ -45,7 +46,10 @@ SEALED = CODEC.seal(BODY, TYPE_KEY)
 PROPS = settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True)
     | st.text(max_size=80),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
     max_leaves=20,
@@ -132,11 +136,14 @@ def test_rogue_member_plaintext_is_refused_cleanly(plain: bytes) -> None:
 
 
 @settings(max_examples=300, deadline=2000)
-@given(st.binary(max_size=2000) | mutated(SEALED)
-       | st.binary(max_size=600).map(lambda p: _seal_any(p, TYPE_KEY)))
+@given(
+    st.binary(max_size=2000) | mutated(SEALED) | st.binary(max_size=600).map(lambda p: _seal_any(p, TYPE_KEY))
+)
 def test_bridge_never_raises_on_dht_values(data: bytes) -> None:
-    b = Bridge(BridgeSettings(site="campus-b", network="z2z", node="fedcba9876543210", types=(T,)),
-               codec=Codec("z2z", SECRET, Ed25519PrivateKey.from_private_bytes(b"\x02" * 32)))
+    b = Bridge(
+        BridgeSettings(site="campus-b", network="z2z", node="fedcba9876543210", types=(T,)),
+        codec=Codec("z2z", SECRET, Ed25519PrivateKey.from_private_bytes(b"\x02" * 32)),
+    )
     actions = b.remote_value(T, data, NOW)
     assert all(isinstance(a, Reject | Publish | TrustNews) for a in actions)
     assert sum(b.stats.rejected.values()) + len(b.imports()) <= 1
@@ -145,8 +152,10 @@ def test_bridge_never_raises_on_dht_values(data: bytes) -> None:
 # -- leader records, link announcements, proxy lines ----------------------------------------
 
 
-RECORD = b'{"z2z":1,"net":"z2z","site":"a","node":"0123456789abcdef","contact":"10.0.0.1:4222",' \
+RECORD = (
+    b'{"z2z":1,"net":"z2z","site":"a","node":"0123456789abcdef","contact":"10.0.0.1:4222",'
     b'"structure":"","size":1,"ts":1800000000.0,"ttl":120}'
+)
 
 
 @PROPS
@@ -159,10 +168,31 @@ def test_leader_record_decoder_raises_only_wire_error(data: bytes) -> None:
 
 
 @PROPS
-@given(st.dictionaries(st.sampled_from(["v", "net", "site", "node", "rank", "state", "inc", "seq", "leader",
-                                        "struct", "size", "dht", "peers", "auth", "x"]),
-                       st.binary(max_size=40) | st.sampled_from([b"1", b"leader", b"0123456789abcdef", b"z2z",
-                                                                 b"10.0.0.1:4222", b"-5"])))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "v",
+                "net",
+                "site",
+                "node",
+                "rank",
+                "state",
+                "inc",
+                "seq",
+                "leader",
+                "struct",
+                "size",
+                "dht",
+                "peers",
+                "auth",
+                "x",
+            ]
+        ),
+        st.binary(max_size=40)
+        | st.sampled_from([b"1", b"leader", b"0123456789abcdef", b"z2z", b"10.0.0.1:4222", b"-5"]),
+    )
+)
 def test_announcement_decoder_raises_only_wire_error(txt: dict[str, bytes]) -> None:
     from z2z.core.wire.gateways import check_txt, from_txt
 
@@ -171,9 +201,11 @@ def test_announcement_decoder_raises_only_wire_error(txt: dict[str, bytes]) -> N
 
 
 @PROPS
-@given(st.binary(max_size=4096) | st.integers(1, 4000).map(lambda n: b"[" * n)
-       | mutated(b'{"idx":1,"net":"z2z","site":"a","ts":1800000000.0,"ttl":120,'
-                 b'"types":["_ipp._tcp"],"z2z":1}'))
+@given(
+    st.binary(max_size=4096)
+    | st.integers(1, 4000).map(lambda n: b"[" * n)
+    | mutated(b'{"idx":1,"net":"z2z","site":"a","ts":1800000000.0,"ttl":120,"types":["_ipp._tcp"],"z2z":1}')
+)
 @example(b"[" * 4000)  # once a RecursionError
 def test_type_index_decoder_raises_only_its_error(data: bytes) -> None:
     from z2z.core.typeindex import TypeIndexError, decode
@@ -182,8 +214,11 @@ def test_type_index_decoder_raises_only_its_error(data: bytes) -> None:
 
 
 @PROPS
-@given(st.binary(max_size=2000) | st.integers(1, 3000).map(lambda n: b"[" * n)
-       | mutated(b'{"data":"eyJ9","id":"42","type":0,"seq":1}'))
+@given(
+    st.binary(max_size=2000)
+    | st.integers(1, 3000).map(lambda n: b"[" * n)
+    | mutated(b'{"data":"eyJ9","id":"42","type":0,"seq":1}')
+)
 def test_proxy_lines_never_raise(line: bytes) -> None:
     from collections import Counter
 
@@ -195,10 +230,15 @@ def test_proxy_lines_never_raise(line: bytes) -> None:
 # -- the unicast DNS server's query parser ---------------------------------------------
 
 
-ZONE = DnsSdZone("z2z.home.arpa.", [SVC, Service("_daap._tcp", "Music", "nas", 3689, (b"x" * 250,) * 8,
-                                                  ("10.1.0.20",))])
-QUERY = bytes.fromhex("abcd01000001000000000001") + b"\x04_ipp\x04_tcp\x03z2z\x04home\x04arpa\x00" \
-    + b"\x00\x0c\x00\x01" + b"\x00\x00\x29\x10\x00\x00\x00\x80\x00\x00\x00"
+ZONE = DnsSdZone(
+    "z2z.home.arpa.", [SVC, Service("_daap._tcp", "Music", "nas", 3689, (b"x" * 250,) * 8, ("10.1.0.20",))]
+)
+QUERY = (
+    bytes.fromhex("abcd01000001000000000001")
+    + b"\x04_ipp\x04_tcp\x03z2z\x04home\x04arpa\x00"
+    + b"\x00\x0c\x00\x01"
+    + b"\x00\x00\x29\x10\x00\x00\x00\x80\x00\x00\x00"
+)
 
 
 @st.composite
@@ -239,8 +279,12 @@ def test_dns_answer_never_raises(data: bytes, limit: int) -> None:
 
 
 keys = st.sampled_from(sorted(FIELDS)) | st.text(string.ascii_lowercase + "-", max_size=12)
-config_values = json_values | st.lists(st.text(max_size=30), max_size=4) | st.sampled_from(
-    ["{site}", "{host.real}", "{site!z}", "{0}", "http://x:1", "opendht://[::1]:1", "10.0.0.0/8", "*", ""]
+config_values = (
+    json_values
+    | st.lists(st.text(max_size=30), max_size=4)
+    | st.sampled_from(
+        ["{site}", "{host.real}", "{site!z}", "{0}", "http://x:1", "opendht://[::1]:1", "10.0.0.0/8", "*", ""]
+    )
 )
 
 
@@ -276,8 +320,11 @@ def toml_files(draw: st.DrawFn) -> bytes:
 
 
 @settings(max_examples=300, deadline=2000)
-@given(toml_files() | mutated(b'site = "a"\ntype = ["_ipp._tcp"]\ntrusted-sites = { a = "x" }\n')
-       | st.binary(max_size=300))
+@given(
+    toml_files()
+    | mutated(b'site = "a"\ntype = ["_ipp._tcp"]\ntrusted-sites = { a = "x" }\n')
+    | st.binary(max_size=300)
+)
 def test_load_file_raises_only_config_error(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
     path = Path(tmp_path_factory.getbasetemp()) / "fuzz.toml"
     path.write_bytes(data)

@@ -39,78 +39,143 @@ log = logging.getLogger("z2z")
 
 def _run_parser(sub: Any) -> None:
     p = sub.add_parser("run", help="run a gateway", description="Bridge DNS-SD services of this link.")
-    p.add_argument("--config", metavar="FILE",
-                   help=f"TOML file with the same keys as these flags ({DEFAULT_CONFIG} if it exists)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"TOML file with the same keys as these flags ({DEFAULT_CONFIG} if it exists)",
+    )
     p.add_argument("--site", help="this site's name (default: the host name)")
-    p.add_argument("--interface", action="append", metavar="NAME|ADDRESS",
-                   help="link to bridge (repeatable; default: all)")
-    p.add_argument("--rendezvous", metavar="URL",
-                   help="http://HOST:PORT (OpenDHT proxy) or opendht://HOST:PORT[,HOST:PORT] "
-                        "(embedded node); default: embedded node on the public OpenDHT network")
-    p.add_argument("--type", action="append", metavar="SERVICE-TYPE",
-                   help="service type to export and import, e.g. _ipp._tcp (repeatable)")
+    p.add_argument(
+        "--interface",
+        action="append",
+        metavar="NAME|ADDRESS",
+        help="link to bridge (repeatable; default: all)",
+    )
+    p.add_argument(
+        "--rendezvous",
+        metavar="URL",
+        help="http://HOST:PORT (OpenDHT proxy) or opendht://HOST:PORT[,HOST:PORT] "
+        "(embedded node); default: embedded node on the public OpenDHT network",
+    )
+    p.add_argument(
+        "--type",
+        action="append",
+        metavar="SERVICE-TYPE",
+        help="service type to export and import, e.g. _ipp._tcp (repeatable)",
+    )
     p.add_argument("--network", help="deployment name separating gateways sharing a DHT (default z2z)")
     p.add_argument("--state-dir", metavar="DIR", help="where node identity and sequence numbers live")
     p.add_argument("--ttl", type=int, help="seconds importers keep a service without news (default 120)")
     p.add_argument("--refresh", type=float, help="seconds between re-puts of each export (default 40)")
-    p.add_argument("--anti-entropy", type=float, metavar="SECONDS",
-                   help="seconds between full gets that repair missed pushes (default 30)")
-    p.add_argument("--max-skew", type=float, metavar="SECONDS",
-                   help="tolerated clock difference between sites (default 30)")
-    p.add_argument("--flap-half-life", type=float, metavar="SECONDS",
-                   help="flap damping: hold a local service changing more than 4 times in about "
-                        "this long (default 10; 0 = off)")
+    p.add_argument(
+        "--anti-entropy",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between full gets that repair missed pushes (default 30)",
+    )
+    p.add_argument(
+        "--max-skew",
+        type=float,
+        metavar="SECONDS",
+        help="tolerated clock difference between sites (default 30)",
+    )
+    p.add_argument(
+        "--flap-half-life",
+        type=float,
+        metavar="SECONDS",
+        help="flap damping: hold a local service changing more than 4 times in about "
+        "this long (default 10; 0 = off)",
+    )
     p.add_argument("--instance-template", help="name for colliding imports (default '{instance} ({site})')")
     p.add_argument("--host-template", help="proxied host name (default '{host}-{site}')")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--mdns", choices=["auto", "avahi", "zeroconf"],
-                   help="link backend: Avahi over D-Bus, python-zeroconf, or auto (default)")
-    p.add_argument("--dns-listen", metavar="ADDR:PORT",
-                   help="serve bridged services as unicast DNS-SD here (dig, dns-sd, avahi-browse -d)")
-    p.add_argument("--dns-domain", metavar="DOMAIN",
-                   help="the DNS-SD domain served with --dns-listen (default z2z.home.arpa.)")
-    p.add_argument("--election", action=argparse.BooleanOptionalAction, default=None,
-                   help="elect one bridging leader per link and build the leaders' DHT (default on)")
+    p.add_argument(
+        "--mdns",
+        choices=["auto", "avahi", "zeroconf"],
+        help="link backend: Avahi over D-Bus, python-zeroconf, or auto (default)",
+    )
+    p.add_argument(
+        "--dns-listen",
+        metavar="ADDR:PORT",
+        help="serve bridged services as unicast DNS-SD here (dig, dns-sd, avahi-browse -d)",
+    )
+    p.add_argument(
+        "--dns-domain",
+        metavar="DOMAIN",
+        help="the DNS-SD domain served with --dns-listen (default z2z.home.arpa.)",
+    )
+    p.add_argument(
+        "--election",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="elect one bridging leader per link and build the leaders' DHT (default on)",
+    )
     p.add_argument("--rank", type=int, help="leader preference; higher wins (default 0)")
-    p.add_argument("--dht-port", type=int, metavar="PORT",
-                   help="UDP port of the leaders' embedded OpenDHT node (default 4222)")
+    p.add_argument(
+        "--dht-port",
+        type=int,
+        metavar="PORT",
+        help="UDP port of the leaders' embedded OpenDHT node (default 4222)",
+    )
     # Filters (z2z.core.policy).  A bare --export-types / --import-types is an empty list.
     for key in ("export-types", "import-types"):
         p.add_argument(f"--{key}", nargs="*", action="extend", metavar="TYPE", help=FIELD_DOCS[key])
-    for key, metavar in (("deny-types", "TYPE"), ("export-allow", "GLOB"), ("export-deny", "GLOB"),
-                         ("import-allow", "GLOB"), ("import-deny", "GLOB"), ("import-from", "SITE"),
-                         ("import-never-from", "SITE")):
+    for key, metavar in (
+        ("deny-types", "TYPE"),
+        ("export-allow", "GLOB"),
+        ("export-deny", "GLOB"),
+        ("import-allow", "GLOB"),
+        ("import-deny", "GLOB"),
+        ("import-from", "SITE"),
+        ("import-never-from", "SITE"),
+    ):
         p.add_argument(f"--{key}", action="append", metavar=metavar, help=FIELD_DOCS[key] + " Repeatable.")
     for key in ("metrics-listen", "http-listen"):
         p.add_argument(f"--{key}", metavar="[ADDR:]PORT", help=FIELD_DOCS[key])
     # Private networks, trust, address policy, quotas (z2z.core.security, docs/security.md).
     for key, metavar, repeat in (
-        ("network-secret", "FILE", False), ("site-key", "FILE", False), ("trust", "tofu|explicit", False),
-        ("trusted-sites", "SITE=KEY", True), ("site-allow", "SITE=PREFIX[,PREFIX]", True),
+        ("network-secret", "FILE", False),
+        ("site-key", "FILE", False),
+        ("trust", "tofu|explicit", False),
+        ("trusted-sites", "SITE=KEY", True),
+        ("site-allow", "SITE=PREFIX[,PREFIX]", True),
     ):
-        p.add_argument(f"--{key}", action="append" if repeat else "store", metavar=metavar,
-                       help=FIELD_DOCS[key] + (" Repeatable." if repeat else ""))
+        p.add_argument(
+            f"--{key}",
+            action="append" if repeat else "store",
+            metavar=metavar,
+            help=FIELD_DOCS[key] + (" Repeatable." if repeat else ""),
+        )
     for key in ("max-services-per-site", "max-bytes-per-site", "max-sites"):
         p.add_argument(f"--{key}", type=int, metavar="N", help=FIELD_DOCS[key])
 
 
 def _key_parsers(sub: Any) -> None:
-    p = sub.add_parser("keygen", help="make a new network secret (private network)",
-                       description="Write a new random network secret to FILE (mode 0600). Give the "
-                                   "same file to every gateway of the network: z2z run --network-secret FILE")
+    p = sub.add_parser(
+        "keygen",
+        help="make a new network secret (private network)",
+        description="Write a new random network secret to FILE (mode 0600). Give the "
+        "same file to every gateway of the network: z2z run --network-secret FILE",
+    )
     p.add_argument("--out", metavar="FILE", required=True, help="where to write the secret")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    p = sub.add_parser("show-key", help="print this site's public signing key (for trusted-sites)",
-                       description="Print the public half of this site's Ed25519 key (made if missing), "
-                                   "as other sites pin it: trusted-sites = { SITE = \"KEY\" }")
+    p = sub.add_parser(
+        "show-key",
+        help="print this site's public signing key (for trusted-sites)",
+        description="Print the public half of this site's Ed25519 key (made if missing), "
+        'as other sites pin it: trusted-sites = { SITE = "KEY" }',
+    )
     p.add_argument("--state-dir", metavar="DIR", help="the gateway's state directory (default as for run)")
     p.add_argument("--site-key", metavar="FILE", help="the key file (default: site.key in the state dir)")
     p.add_argument("--config", metavar="FILE", help="take state-dir and site-key from this config file")
 
 
 def _check_parser(sub: Any) -> None:
-    p = sub.add_parser("check-config", help="validate a config file without starting",
-                       description="Check every key of a z2z config file; exit 0 when it is fine.")
+    p = sub.add_parser(
+        "check-config",
+        help="validate a config file without starting",
+        description="Check every key of a z2z config file; exit 0 when it is fine.",
+    )
     p.add_argument("file", nargs="?", default=DEFAULT_CONFIG, help=f"the file (default {DEFAULT_CONFIG})")
 
 
@@ -122,8 +187,10 @@ def _status_parser(sub: Any) -> None:
 
 
 def _query_parsers(sub: Any) -> None:
-    for name, helptext in (("browse", "list every site's instances of a type (like dns-sd -B)"),
-                           ("resolve", "show one instance: host, addresses, port, TXT (like dns-sd -L)")):
+    for name, helptext in (
+        ("browse", "list every site's instances of a type (like dns-sd -B)"),
+        ("resolve", "show one instance: host, addresses, port, TXT (like dns-sd -L)"),
+    ):
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.add_argument("--rendezvous", metavar="URL", help="as for run (default: the public OpenDHT network)")
         p.add_argument("--network", default="z2z", help="z2z network name (default z2z)")
@@ -170,8 +237,9 @@ def show_status(args: argparse.Namespace) -> int:
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
     except FileNotFoundError:
-        print(f"z2z: no gateway status at {path} (is a gateway running with this --state-dir?)",
-              file=sys.stderr)
+        print(
+            f"z2z: no gateway status at {path} (is a gateway running with this --state-dir?)", file=sys.stderr
+        )
         return 1
     except (OSError, ValueError) as exc:
         print(f"z2z: cannot read {path}: {exc}", file=sys.stderr)
@@ -187,8 +255,13 @@ def show_status(args: argparse.Namespace) -> int:
         + ("running" if running else "NOT running (last status shown)"),
         f"stage     {st.get('stage', '-')} ({st.get('state', 'no election')})",
         f"leader    {st.get('leader') or '-'}" + ("  <- this gateway" if doc.get("bridging") else ""),
-        "island    " + (", ".join(f"{p['node']} ({p['site']}, rank {p['rank']}, {p['state']})"
-                                  for p in st.get("island", [])) or "alone"),
+        "island    "
+        + (
+            ", ".join(
+                f"{p['node']} ({p['site']}, rank {p['rank']}, {p['state']})" for p in st.get("island", [])
+            )
+            or "alone"
+        ),
         f"dht       structure {st.get('structure') or '-'}, {st.get('structure_size', 0)} leaders, "
         f"{st.get('dht_peers', 0)} peers; bridging via {doc.get('bridging_via')}",
         f"rendezvous {doc.get('rendezvous') or 'public OpenDHT'}: "
@@ -328,23 +401,27 @@ def query(args: argparse.Namespace) -> int:
     try:
         found = asyncio.run(fetch(args.rendezvous, args.network, service_type, secret))
     except RendezvousError as exc:
-        print(f"z2z: cannot read the rendezvous {args.rendezvous or 'public OpenDHT'}: {exc}",
-              file=sys.stderr)
+        print(
+            f"z2z: cannot read the rendezvous {args.rendezvous or 'public OpenDHT'}: {exc}", file=sys.stderr
+        )
         return EXIT_RENDEZVOUS
     envs = found.envelopes
     if args.command == "resolve":
         envs = [e for e in envs if e.service.instance == args.instance]
         if not envs:
-            print(f"z2z: no live instance {args.instance!r} of {service_type} in network {args.network}",
-                  file=sys.stderr)
+            print(
+                f"z2z: no live instance {args.instance!r} of {service_type} in network {args.network}",
+                file=sys.stderr,
+            )
             return 1
     if args.json:
         print(json.dumps([as_json(e) for e in envs], indent=2))
     elif args.command == "browse":
         print(f"{'instance':40} {'site':20} {'port':>5}  address")
         for e in envs:
-            print(f"{e.service.instance:40} {e.site:20} {e.service.port:>5}  "
-                  + " ".join(e.service.addresses))
+            print(
+                f"{e.service.instance:40} {e.site:20} {e.service.port:>5}  " + " ".join(e.service.addresses)
+            )
     else:
         for e in envs:
             s = e.service
@@ -363,8 +440,10 @@ def keygen(args: argparse.Namespace) -> int:
     except KeyFileError as exc:
         print(f"z2z: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"wrote a new network secret to {args.out}; copy it to every gateway of the network "
-          f"and run them with --network-secret {args.out}")
+    print(
+        f"wrote a new network secret to {args.out}; copy it to every gateway of the network "
+        f"and run them with --network-secret {args.out}"
+    )
     return 0
 
 

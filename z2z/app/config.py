@@ -122,8 +122,10 @@ class GatewayConfig:
     def import_rules(self, own_addresses: frozenset[str] = frozenset()) -> ImportRules:
         """The address policy and quotas as the bridge applies them (z2z.core.security)."""
         default = SiteLimits(None, self.max_services_per_site, self.max_bytes_per_site)
-        sites = {site: replace(default, allow=parse_prefixes(prefixes))
-                 for site, prefixes in self.site_allow.items()}
+        sites = {
+            site: replace(default, allow=parse_prefixes(prefixes))
+            for site, prefixes in self.site_allow.items()
+        }
         return ImportRules(own_addresses, sites, default, self.max_sites)
 
 
@@ -187,8 +189,12 @@ def _site(key: str, v: Any) -> str:
 def _types(key: str, v: Any) -> tuple[str, ...]:
     """Service types; ``"*"`` (every type seen on the link) where `key` allows it."""
     try:
-        return tuple(dict.fromkeys(t.strip() if t.strip() == WILDCARD and key != "deny-types"
-                                   else normalize_type(t) for t in _strs(key, v)))
+        return tuple(
+            dict.fromkeys(
+                t.strip() if t.strip() == WILDCARD and key != "deny-types" else normalize_type(t)
+                for t in _strs(key, v)
+            )
+        )
     except RecordError as exc:
         raise ConfigError(f"{key}: {exc}") from None
 
@@ -387,8 +393,10 @@ def build(file_settings: Mapping[str, Any], flag_settings: Mapping[str, Any]) ->
     if not valid_site(cfg.site):
         raise ConfigError(f"site: {cfg.site!r} is not a valid site name; pass --site")
     if cfg.network_secret is None and (cfg.trust == "explicit" or cfg.trusted_sites):
-        raise ConfigError("trust, trusted-sites: values are only signed in a private network; "
-                          "give network-secret (make one with z2z keygen)")
+        raise ConfigError(
+            "trust, trusted-sites: values are only signed in a private network; "
+            "give network-secret (make one with z2z keygen)"
+        )
     if cfg.trust == "explicit" and not cfg.trusted_sites:
         raise ConfigError("trust = explicit imports nothing without trusted-sites")
     return cfg
@@ -399,78 +407,93 @@ def build(file_settings: Mapping[str, Any], flag_settings: Mapping[str, Any]) ->
 # and rendered into docs/configuration.md, so neither can drift from the code.
 
 # Keys a SIGHUP applies to the running gateway; every other key needs a restart.
-RELOADABLE = frozenset({
-    "type", "export-types", "import-types", "deny-types",
-    "export-allow", "export-deny", "import-allow", "import-deny", "import-from", "import-never-from",
-    "instance-template", "host-template", "log-level", "ttl", "refresh", "anti-entropy", "max-skew",
-    "flap-half-life",
-})
+RELOADABLE = frozenset(
+    {
+        "type",
+        "export-types",
+        "import-types",
+        "deny-types",
+        "export-allow",
+        "export-deny",
+        "import-allow",
+        "import-deny",
+        "import-from",
+        "import-never-from",
+        "instance-template",
+        "host-template",
+        "log-level",
+        "ttl",
+        "refresh",
+        "anti-entropy",
+        "max-skew",
+        "flap-half-life",
+    }
+)
 
 FIELD_DOCS: dict[str, str] = {
     "site": "This site's name, carried in every value it exports (letters, digits, `.` `_` `-`). "
-            "Default: the host name.",
+    "Default: the host name.",
     "interface": "Links to bridge, by name (`eth0`) or address; repeatable. Default: every non-loopback "
-                 "interface.",
+    "interface.",
     "rendezvous": "`http://HOST:PORT` = an OpenDHT node's REST proxy; `opendht://HOST:PORT[,HOST:PORT…]` = "
-                  "an embedded OpenDHT node bootstrapping there. Default: embedded node on the public "
-                  "OpenDHT network.",
+    "an embedded OpenDHT node bootstrapping there. Default: embedded node on the public "
+    "OpenDHT network.",
     "type": "Service types bridged both ways (export and import) unless `export-types` / `import-types` "
-            "say otherwise; `\"*\"` = every type seen on the link.",
+    'say otherwise; `"*"` = every type seen on the link.',
     "network": "Deployment name: gateways only bridge within their network (separates deployments "
-               "sharing a DHT).",
+    "sharing a DHT).",
     "state-dir": "Node identity, sequence numbers and status.json. Default: systemd's `$STATE_DIRECTORY`, "
-                 "else `/var/lib/z2z` as root, else `~/.local/state/z2z`.",
+    "else `/var/lib/z2z` as root, else `~/.local/state/z2z`.",
     "ttl": "Seconds importers keep a service without news from its site.",
     "refresh": "Seconds between re-puts of each export (must be below `ttl`).",
     "anti-entropy": "Seconds between full `get`s that repair missed pushes.",
     "max-skew": "Seconds of clock difference tolerated between sites.",
     "flap-half-life": "Flap damping: a local service that changes (or comes and goes) more than 4 times "
-                      "within about this many seconds is held at its last exported state until it "
-                      "settles (at most 3 half-lives); `0` exports every change at once.",
+    "within about this many seconds is held at its last exported state until it "
+    "settles (at most 3 half-lives); `0` exports every change at once.",
     "instance-template": "Name of an import whose instance name is taken on this link; must contain "
-                         "`{site}`, may contain `{instance}`.",
+    "`{site}`, may contain `{instance}`.",
     "host-template": "Host name of proxied services (`-z2z` is appended); must contain `{site}`, may "
-                     "contain `{host}`.",
+    "contain `{host}`.",
     "log-level": "`debug`, `info`, `warning` or `error`.",
     "mdns": "Link backend: `avahi` (D-Bus, beside avahi-daemon), `zeroconf` (python-zeroconf), or `auto` "
     "(Avahi when it runs on the system bus for this network namespace).",
     "dns-listen": "Also serve bridged services as unicast DNS-SD on `ADDR:PORT` (UDP and TCP).",
     "dns-domain": "The DNS-SD domain served with `dns-listen`.",
     "election": "Elect one bridging leader per link and build the leaders' DHT (`--no-election`: "
-                "bridge at once through the rendezvous).",
+    "bridge at once through the rendezvous).",
     "rank": "Leader preference within an island; higher wins.",
     "dht-port": "UDP port of the leaders' embedded OpenDHT node.",
-    "export-types": "Service types exported from this link; `\"*\"` = every type seen on it; `[]` = export "
-                    "nothing (import-only gateway). Default: `type`.",
-    "import-types": "Service types imported onto this link; `\"*\"` = every type other sites export (learned "
-                    "from the DHT's type index) or this link shows; `[]` = import nothing (export-only "
-                    "gateway). Default: `type`.",
-    "deny-types": "Service types never bridged either way, even under `\"*\"`.",
-    "export-allow": "Only export instances whose name matches one of these globs (e.g. `\"Floor 2 *\"`). "
-                    "Default: all.",
+    "export-types": 'Service types exported from this link; `"*"` = every type seen on it; `[]` = export '
+    "nothing (import-only gateway). Default: `type`.",
+    "import-types": 'Service types imported onto this link; `"*"` = every type other sites export (learned '
+    "from the DHT's type index) or this link shows; `[]` = import nothing (export-only "
+    "gateway). Default: `type`.",
+    "deny-types": 'Service types never bridged either way, even under `"*"`.',
+    "export-allow": 'Only export instances whose name matches one of these globs (e.g. `"Floor 2 *"`). '
+    "Default: all.",
     "export-deny": "Never export instances whose name matches one of these globs.",
     "import-allow": "Only import instances whose name matches one of these globs. Default: all.",
     "import-deny": "Never import instances whose name matches one of these globs.",
     "import-from": "Only import from these sites (globs). Default: every site.",
     "import-never-from": "Never import from these sites (globs).",
-    "metrics-listen": "Serve Prometheus metrics on `ADDR:PORT` (`/metrics`); a bare port binds "
-                      "127.0.0.1.",
+    "metrics-listen": "Serve Prometheus metrics on `ADDR:PORT` (`/metrics`); a bare port binds 127.0.0.1.",
     "http-listen": "Serve the read-only status page (`/`) and `/status.json` on `ADDR:PORT`; a bare port "
-                   "binds 127.0.0.1.",
+    "binds 127.0.0.1.",
     "network-secret": "File holding the network secret (`z2z keygen --out FILE`): DHT keys derived with "
-                      "HMAC, every value sealed and signed. Same file on every gateway of the network. "
-                      "See docs/security.md.",
+    "HMAC, every value sealed and signed. Same file on every gateway of the network. "
+    "See docs/security.md.",
     "site-key": "This site's Ed25519 signing key (made on first use). Gateways of one site share it. "
-                "Default: `site.key` in `state-dir`.",
+    "Default: `site.key` in `state-dir`.",
     "trust": "Which site keys to accept in a private network: `tofu` (trust on first use, then only "
-             "that key) or `explicit` (only `trusted-sites`).",
-    "trusted-sites": "Pinned site keys, `{ campus-a = \"<base64>\" }` or a list per site (flag: `SITE=KEY`, "
-                     "repeatable); a key is what `z2z show-key` prints on that site.",
-    "site-allow": "Prefixes each site may announce, `{ campus-a = [\"10.1.0.0/16\"], \"*\" = [...] }` (flag: "
-                  "`SITE=PREFIX[,PREFIX]`); other sites: any routable address but this gateway's own.",
+    "that key) or `explicit` (only `trusted-sites`).",
+    "trusted-sites": 'Pinned site keys, `{ campus-a = "<base64>" }` or a list per site (flag: `SITE=KEY`, '
+    "repeatable); a key is what `z2z show-key` prints on that site.",
+    "site-allow": 'Prefixes each site may announce, `{ campus-a = ["10.1.0.0/16"], "*" = [...] }` (flag: '
+    "`SITE=PREFIX[,PREFIX]`); other sites: any routable address but this gateway's own.",
     "max-services-per-site": "Most services (and tombstones) held from one site; more are refused. "
-                             "Also caps the services tracked on this link (a device announcing "
-                             "thousands of names cannot exhaust memory).",
+    "Also caps the services tracked on this link (a device announcing "
+    "thousands of names cannot exhaust memory).",
     "max-bytes-per-site": "Most bytes of values held from one site; more are refused.",
     "max-sites": "Most sites imported from at once.",
 }

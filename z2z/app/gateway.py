@@ -190,8 +190,13 @@ class Gateway:
         # Public, or private: sealed, signed values and a trust policy (z2z.core.security).
         self.codec, trust = key_store.open_network(config)
         self._own_addresses = own_address_set(all_addresses())  # never imported (address policy)
-        self.bridge = Bridge(self._bridge_settings(config), last_seq=self._state.last_seq,
-                             active=not config.election, codec=self.codec, trust=trust)
+        self.bridge = Bridge(
+            self._bridge_settings(config),
+            last_seq=self._state.last_seq,
+            active=not config.election,
+            codec=self.codec,
+            trust=trust,
+        )
         self._seen_types: set[str] = set()  # found on the link by the "*" type enumeration
         # Which types each site exports (z2z.core.typeindex), for import-types = ["*"].
         self.type_index = TypeIndex(config.network, config.site, config.ttl, config.refresh, config.max_skew)
@@ -205,7 +210,8 @@ class Gateway:
                 StageSettings(
                     node=self._state.node,
                     site=config.site,
-                    contact=f"{address}:{config.dht_port}" if ":" not in address
+                    contact=f"{address}:{config.dht_port}"
+                    if ":" not in address
                     else f"[{address}]:{config.dht_port}",
                     network=config.network,
                     rank=config.rank,
@@ -292,15 +298,23 @@ class Gateway:
             # Two instances: a get slower than the interval (a slow rendezvous) makes the
             # second return at once instead of apscheduler warning at every round.
             full_get = job == self._anti_entropy_job
-            self._scheduler.add_job(job, "interval", seconds=every, coalesce=True,
-                                    max_instances=2 if full_get else 1,
-                                    id="anti_entropy" if full_get else job.__name__,
-                                    jitter=every / 10 if full_get else None)
+            self._scheduler.add_job(
+                job,
+                "interval",
+                seconds=every,
+                coalesce=True,
+                max_instances=2 if full_get else 1,
+                id="anti_entropy" if full_get else job.__name__,
+                jitter=every / 10 if full_get else None,
+            )
         self._scheduler.start()
         asyncio.get_running_loop().create_task(self.anti_entropy())
         log.info(
             "started for site %s in network %s (node %s), types %s",
-            self.config.site, self.config.network, self.node_id, ", ".join(self.config.type) or "-",
+            self.config.site,
+            self.config.network,
+            self.node_id,
+            ", ".join(self.config.type) or "-",
         )
         if self.leadership is not None:
             await self.leadership.start()
@@ -317,14 +331,25 @@ class Gateway:
             from z2z.app.metrics import CONTENT_TYPE, Metrics
 
             metrics = self.metrics = Metrics(self)
-            servers.append(("metrics", self.config.metrics_listen,
-                            {"/metrics": lambda: (CONTENT_TYPE, metrics.render())}))
+            servers.append(
+                (
+                    "metrics",
+                    self.config.metrics_listen,
+                    {"/metrics": lambda: (CONTENT_TYPE, metrics.render())},
+                )
+            )
         if self.config.http_listen:
+
             def page() -> tuple[str, bytes]:
                 return "text/html; charset=utf-8", render_status_html(self.status()).encode()
 
-            servers.append(("status page", self.config.http_listen, {
-                "/": page, "/index.html": page, "/status.json": lambda: json_body(self.status())}))
+            servers.append(
+                (
+                    "status page",
+                    self.config.http_listen,
+                    {"/": page, "/index.html": page, "/status.json": lambda: json_body(self.status())},
+                )
+            )
         for what, listen, routes in servers:
             server = HttpServer(listen, routes)
             try:
@@ -413,8 +438,12 @@ class Gateway:
         if p.export_types == p.import_types:
             log.info("bridging %s for site %s", ", ".join(p.export_types), self.config.site)
         else:
-            log.info("bridging for site %s: export %s; import %s", self.config.site,
-                     ", ".join(p.export_types) or "nothing", ", ".join(p.import_types) or "nothing")
+            log.info(
+                "bridging for site %s: export %s; import %s",
+                self.config.site,
+                ", ".join(p.export_types) or "nothing",
+                ", ".join(p.import_types) or "nothing",
+            )
 
     # -- the admin's controls ------------------------------------------------
 
@@ -434,8 +463,11 @@ class Gateway:
     def _follow_types(self) -> None:
         """Browse and listen to whatever the policy (and the types seen) now asks for."""
         policy = self.bridge.policy
-        browse = [t for t in (*policy.static_types(), *sorted(self._seen_types | self._index_types))
-                  if policy.exports_type(t) or policy.imports_type(t)]
+        browse = [
+            t
+            for t in (*policy.static_types(), *sorted(self._seen_types | self._index_types))
+            if policy.exports_type(t) or policy.imports_type(t)
+        ]
         if isinstance(self.link, DynamicBrowsing):
             self._background(self.link.browse(browse))
         wanted = set(self._import_types())
@@ -470,13 +502,20 @@ class Gateway:
                 fixed[name] = getattr(self.config, name)
         self.notifier.reloading()
         config = replace(config, **fixed)
-        changed = sorted(k for k in FIELDS if getattr(config, k.replace("-", "_"))
-                         != getattr(self.config, k.replace("-", "_")))
+        changed = sorted(
+            k
+            for k in FIELDS
+            if getattr(config, k.replace("-", "_")) != getattr(self.config, k.replace("-", "_"))
+        )
         self.config = config
         logging.getLogger().setLevel(config.log_level.upper())
         if self._scheduler is not None and "anti-entropy" in changed:
-            self._scheduler.reschedule_job("anti_entropy", trigger="interval", seconds=config.anti_entropy,
-                                           jitter=config.anti_entropy / 10)
+            self._scheduler.reschedule_job(
+                "anti_entropy",
+                trigger="interval",
+                seconds=config.anti_entropy,
+                jitter=config.anti_entropy / 10,
+            )
         self._execute(self.bridge.reconfigure(self._bridge_settings(config), self.clock()))
         ti = self.type_index
         ti.ttl, ti.refresh, ti.max_skew = config.ttl, config.refresh, config.max_skew
@@ -512,8 +551,11 @@ class Gateway:
         policy = self.bridge.policy
         types = list(policy.static_import_types())
         if policy.wildcard_import:  # "*": whatever this link shows or other sites export
-            types += sorted(t for t in self._seen_types | self._index_types | set(policy.static_types())
-                            if t not in types and policy.imports_type(t))
+            types += sorted(
+                t
+                for t in self._seen_types | self._index_types | set(policy.static_types())
+                if t not in types and policy.imports_type(t)
+            )
             types.append(INDEX_TYPE)
         return types
 
@@ -668,13 +710,26 @@ class Gateway:
         what = f"{news.instance!r} ({news.service_type}{f' from {news.site}' if news.site else ''})"
         if news.held:
             level = logging.WARNING if self.bridge.stats.damped == 1 else logging.INFO
-            keeps = ("this link keeps showing its last state" if news.site
-                     else "other sites keep its last exported state")
-            log.log(level, "%s keeps changing (%d changes): %s until it settles (flap damping, "
-                    "flap-half-life %g s)", what, news.changes, keeps, self.config.flap_half_life)
+            keeps = (
+                "this link keeps showing its last state"
+                if news.site
+                else "other sites keep its last exported state"
+            )
+            log.log(
+                level,
+                "%s keeps changing (%d changes): %s until it settles (flap damping, flap-half-life %g s)",
+                what,
+                news.changes,
+                keeps,
+                self.config.flap_half_life,
+            )
         else:
-            log.info("%s settled after %d held changes: %s its current state", what, news.changes,
-                     "showing" if news.site else "exporting")
+            log.info(
+                "%s settled after %d held changes: %s its current state",
+                what,
+                news.changes,
+                "showing" if news.site else "exporting",
+            )
 
     def trust_site(self, site: str, signer: bytes | None) -> str | None:
         """None if `signer` may speak for `site` (a leader record), else why not."""
@@ -699,7 +754,10 @@ class Gateway:
         log.error(
             "SITE KEY CHANGED: values signed for site %s by key %s are REFUSED; the trusted key is %s. "
             "If the site really has a new key, pin it in trusted-sites (or remove the site from %s "
-            "and restart).", event.site, key, format_public_key(event.known or b""),
+            "and restart).",
+            event.site,
+            key,
+            format_public_key(event.known or b""),
             os.path.join(self.config.state_dir, key_store.KNOWN_SITES_FILE),
         )
 
@@ -707,7 +765,11 @@ class Gateway:
         svc = action.service
         log.info(
             "importing %r (%s) from %s as host %s port %d",
-            svc.instance, svc.type, action.site, svc.host, svc.port,
+            svc.instance,
+            svc.type,
+            action.site,
+            svc.host,
+            svc.port,
         )
 
         async def work() -> None:
@@ -721,8 +783,9 @@ class Gateway:
     def _log_reject(self, reject: Reject) -> None:
         if reject.reason not in self._logged_rejects:
             self._logged_rejects.add(reject.reason)
-            log.warning("rejected a record (%s): %s; further ones are only counted", reject.reason,
-                        reject.detail)
+            log.warning(
+                "rejected a record (%s): %s; further ones are only counted", reject.reason, reject.detail
+            )
         else:
             log.debug("rejected (%s): %s", reject.reason, reject.detail)
 
@@ -746,8 +809,11 @@ class Gateway:
         elif not ok and self._rendezvous_ok:
             # The proxy adapter logs each failure condition itself (once); say what it means here.
             level = logging.INFO if getattr(self.rendezvous, "trouble", None) is not None else logging.WARNING
-            log.log(level, "rendezvous unreachable (%s): imports stay as they are, puts are retried "
-                    "with backoff", detail)
+            log.log(
+                level,
+                "rendezvous unreachable (%s): imports stay as they are, puts are retried with backoff",
+                detail,
+            )
         self._rendezvous_ok = ok
 
     def _save_state(self) -> None:
@@ -781,10 +847,13 @@ class Gateway:
             "private": self.codec.private,
             "site_key": format_public_key(self.codec.public_key) if self.codec.public_key else None,
             "filtered": self.bridge.filtered.counts(),
-            "types": {"export": list(self.bridge.policy.export_types),
-                      "import": list(self.bridge.policy.import_types),
-                      "seen": sorted(self._seen_types), "exported_elsewhere": sorted(self._index_types),
-                      "listening": sorted(self._listens)},
+            "types": {
+                "export": list(self.bridge.policy.export_types),
+                "import": list(self.bridge.policy.import_types),
+                "seen": sorted(self._seen_types),
+                "exported_elsewhere": sorted(self._index_types),
+                "listening": sorted(self._listens),
+            },
             "services": [service_json(s, "export", self.config.site) for s in self.bridge.exports()]
             + [service_json(s, "import", site) for site, s in self.bridge.imports()],
             "stages": self.leadership.status() if self.leadership else None,
@@ -805,8 +874,15 @@ class Gateway:
 
 
 def service_json(service: Service, direction: str, site: str) -> dict[str, Any]:
-    return {"direction": direction, "site": site, "type": service.type, "instance": service.instance,
-            "host": service.host, "port": service.port, "addresses": list(service.addresses)}
+    return {
+        "direction": direction,
+        "site": site,
+        "type": service.type,
+        "instance": service.instance,
+        "host": service.host,
+        "port": service.port,
+        "addresses": list(service.addresses),
+    }
 
 
 def all_addresses() -> list[str]:

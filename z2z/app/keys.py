@@ -167,8 +167,7 @@ def load_known_sites(state_dir: str | os.PathLike[str]) -> dict[str, bytes]:
 
 def save_known_sites(state_dir: str | os.PathLike[str], known: dict[str, bytes]) -> None:
     doc = {site: format_public_key(key) for site, key in sorted(known.items())}
-    write_private(Path(state_dir) / KNOWN_SITES_FILE, json.dumps(doc, indent=1).encode() + b"\n",
-                  force=True)
+    write_private(Path(state_dir) / KNOWN_SITES_FILE, json.dumps(doc, indent=1).encode() + b"\n", force=True)
 
 
 def open_network(config: GatewayConfig) -> tuple[Codec, TrustPolicy]:

@@ -171,12 +171,19 @@ class Leadership:
             if isinstance(action, Announce):
                 signed = sign_txt(to_txt(action.info), gw.codec)
                 txt = tuple(f"{k}={v}".encode() for k, v in signed.items())
-                svc = Service(GATEWAY_TYPE, self.instance, f"z2zgw-{self.settings.node}",
-                              self.dht_port, txt, (self.address,))
+                svc = Service(
+                    GATEWAY_TYPE,
+                    self.instance,
+                    f"z2zgw-{self.settings.node}",
+                    self.dht_port,
+                    txt,
+                    (self.address,),
+                )
                 gw.submit_link_op((GATEWAY_TYPE, self.instance), functools.partial(self._publish, svc))
             elif isinstance(action, Goodbye):
-                gw.submit_link_op((GATEWAY_TYPE, self.instance),
-                                  lambda: gw.link.withdraw(GATEWAY_TYPE, self.instance))
+                gw.submit_link_op(
+                    (GATEWAY_TYPE, self.instance), lambda: gw.link.withdraw(GATEWAY_TYPE, self.instance)
+                )
             elif isinstance(action, BecomeLeader):
                 log.info("leading the island of site %s", self.settings.site)
                 gw.set_bridging(True)
@@ -261,8 +268,11 @@ class Leadership:
         if not up:
             # The proxy adapter logs each failure condition itself (once); say what it means here.
             own_log = getattr(self.gateway.rendezvous, "trouble", None) is not None
-            log.log(logging.INFO if own_log else logging.WARNING,
-                    "outside rendezvous unreachable for the leaders registry: %s", detail)
+            log.log(
+                logging.INFO if own_log else logging.WARNING,
+                "outside rendezvous unreachable for the leaders registry: %s",
+                detail,
+            )
         else:
             log.info("outside rendezvous reachable (leaders registry)")
         self.handle(RendezvousUp() if up else RendezvousDown())
@@ -285,11 +295,17 @@ class Leadership:
             if self.dht is not None:
                 await self.dht.close()
             contacts = [c for c in action.bootstrap if c]
-            log.info("starting the leaders' DHT (structure %s, network id %#x, bootstrap %s)",
-                     action.structure, action.network_id, ", ".join(contacts) or "none: founding")
+            log.info(
+                "starting the leaders' DHT (structure %s, network id %#x, bootstrap %s)",
+                action.structure,
+                action.network_id,
+                ", ".join(contacts) or "none: founding",
+            )
             dht = EmbeddedRendezvous(
                 parse_bootstrap(",".join(contacts)) if contacts else [],
-                port=self.dht_port, network_id=action.network_id, bootstrap_timeout=2.0,
+                port=self.dht_port,
+                network_id=action.network_id,
+                bootstrap_timeout=2.0,
             )
             try:
                 await dht.start()

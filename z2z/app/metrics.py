@@ -48,49 +48,73 @@ class _GatewayCollector(Collector):
         yield info
 
         services = GaugeMetricFamily(
-            "z2z_services", "Services bridged now, by direction, origin site and type",
-            labels=["direction", "site", "type"])
+            "z2z_services",
+            "Services bridged now, by direction, origin site and type",
+            labels=["direction", "site", "type"],
+        )
         counts = Counter((s["direction"], s["site"], s["type"]) for s in doc["services"])
         for (direction, site, service_type), n in sorted(counts.items()):
             services.add_metric([direction, site, service_type], n)
         yield services
 
-        rejected = CounterMetricFamily("z2z_rejected_records", "Records refused, by reason",
-                                       labels=["reason"])
+        rejected = CounterMetricFamily(
+            "z2z_rejected_records", "Records refused, by reason", labels=["reason"]
+        )
         for reason, n in sorted(doc["rejected"].items()):
             rejected.add_metric([reason], n)
         yield rejected
 
-        filtered = GaugeMetricFamily("z2z_filtered_records", "Distinct records a filter rule stopped",
-                                     labels=["rule"])
+        filtered = GaugeMetricFamily(
+            "z2z_filtered_records", "Distinct records a filter rule stopped", labels=["rule"]
+        )
         for rule, n in sorted(doc["filtered"].items()):
             filtered.add_metric([rule], n)
         yield filtered
 
         st = doc.get("stages") or {}
-        yield GaugeMetricFamily("z2z_stage", "Stage of this gateway (1 island, 2 interconnected, "
-                                "3 leaders' DHT; 0 without election)", value=st.get("stage") or 0)
-        yield GaugeMetricFamily("z2z_leader", "1 while this gateway bridges for its island",
-                                value=1 if doc["bridging"] else 0)
-        yield GaugeMetricFamily("z2z_island_size", "Gateways of this network on this link, this one included",
-                                value=1 + len(st.get("island") or []))
-        yield GaugeMetricFamily("z2z_dht_peers", "Peers of the leaders' embedded DHT node",
-                                value=st.get("dht_peers") or 0)
-        yield GaugeMetricFamily("z2z_leaders_known", "Other live island leaders known",
-                                value=len(doc.get("leaders") or []))
-        yield GaugeMetricFamily("z2z_rendezvous_up", "1 while the rendezvous answers",
-                                value=1 if doc["rendezvous_ok"] else 0)
-        yield CounterMetricFamily("z2z_puts", "Values put into the DHT (new, changed, refresh, tombstones)",
-                                  value=gw.bridge.stats.puts)
-        failures = CounterMetricFamily("z2z_rendezvous_failures", "Failed rendezvous (proxy) operations, "
-                                       "by condition", labels=["condition"])
+        yield GaugeMetricFamily(
+            "z2z_stage",
+            "Stage of this gateway (1 island, 2 interconnected, 3 leaders' DHT; 0 without election)",
+            value=st.get("stage") or 0,
+        )
+        yield GaugeMetricFamily(
+            "z2z_leader", "1 while this gateway bridges for its island", value=1 if doc["bridging"] else 0
+        )
+        yield GaugeMetricFamily(
+            "z2z_island_size",
+            "Gateways of this network on this link, this one included",
+            value=1 + len(st.get("island") or []),
+        )
+        yield GaugeMetricFamily(
+            "z2z_dht_peers", "Peers of the leaders' embedded DHT node", value=st.get("dht_peers") or 0
+        )
+        yield GaugeMetricFamily(
+            "z2z_leaders_known", "Other live island leaders known", value=len(doc.get("leaders") or [])
+        )
+        yield GaugeMetricFamily(
+            "z2z_rendezvous_up", "1 while the rendezvous answers", value=1 if doc["rendezvous_ok"] else 0
+        )
+        yield CounterMetricFamily(
+            "z2z_puts",
+            "Values put into the DHT (new, changed, refresh, tombstones)",
+            value=gw.bridge.stats.puts,
+        )
+        failures = CounterMetricFamily(
+            "z2z_rendezvous_failures",
+            "Failed rendezvous (proxy) operations, by condition",
+            labels=["condition"],
+        )
         for condition, n in sorted(doc["rendezvous_failures"].items()):
             failures.add_metric([condition], n)
         yield failures
-        yield GaugeMetricFamily("z2z_flapping_services", "Local services held now by flap damping",
-                                value=len(doc.get("flapping") or []))
-        yield CounterMetricFamily("z2z_flap_holds", "Holds started by flap damping",
-                                  value=gw.bridge.stats.damped)
+        yield GaugeMetricFamily(
+            "z2z_flapping_services",
+            "Local services held now by flap damping",
+            value=len(doc.get("flapping") or []),
+        )
+        yield CounterMetricFamily(
+            "z2z_flap_holds", "Holds started by flap damping", value=gw.bridge.stats.damped
+        )
 
 
 class Metrics:

@@ -24,8 +24,14 @@ class Found:
     rejected: int  # values that were not valid z2z envelopes of this network
 
 
-def live_services(values: list[bytes], network: str, service_type: str, now: float,
-                  max_skew: float = 30.0, codec: Codec | None = None) -> Found:
+def live_services(
+    values: list[bytes],
+    network: str,
+    service_type: str,
+    now: float,
+    max_skew: float = 30.0,
+    codec: Codec | None = None,
+) -> Found:
     """The newest live version per (site, instance) among raw DHT values (pure)."""
     codec = codec or Codec(network)
     dht_key = codec.type_key(service_type)

@@ -134,52 +134,70 @@ def render_status_html(doc: dict[str, Any], now: float | None = None) -> str:
         role = st.get("state", "not bridging")
     rv_ok = doc.get("rendezvous_ok")
     summary = [
-        ("site", doc.get("site")), ("network", doc.get("network")), ("node", doc.get("node")),
+        ("site", doc.get("site")),
+        ("network", doc.get("network")),
+        ("node", doc.get("node")),
         ("stage", f"{st.get('stage', '-')} ({st.get('state', 'no election')})" if st else "no election"),
-        ("role", role), ("island leader", leader),
+        ("role", role),
+        ("island leader", leader),
         ("bridging via", doc.get("bridging_via")),
-        ("DHT", f"structure {st.get('structure') or '-'}, {st.get('structure_size', 0)} leaders, "
-                f"{st.get('dht_peers', 0)} peers" if st else "-"),
+        (
+            "DHT",
+            f"structure {st.get('structure') or '-'}, {st.get('structure_size', 0)} leaders, "
+            f"{st.get('dht_peers', 0)} peers"
+            if st
+            else "-",
+        ),
     ]
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in summary)
-    dl += (f"<dt>rendezvous</dt><dd class={'ok' if rv_ok else 'bad'}>{_e(doc.get('rendezvous') or 'public')}"
-           f": {'reachable' if rv_ok else 'UNREACHABLE'}"
-           + (f" ({_e(', '.join(doc['rendezvous_failing']))})" if doc.get("rendezvous_failing") else "")
-           + "</dd>")
+    dl += (
+        f"<dt>rendezvous</dt><dd class={'ok' if rv_ok else 'bad'}>{_e(doc.get('rendezvous') or 'public')}"
+        f": {'reachable' if rv_ok else 'UNREACHABLE'}"
+        + (f" ({_e(', '.join(doc['rendezvous_failing']))})" if doc.get("rendezvous_failing") else "")
+        + "</dd>"
+    )
     if doc.get("flapping"):
         dl += f"<dt>flapping (held)</dt><dd class=bad>{_e(', '.join(doc['flapping']))}</dd>"
-    island = _table(["node", "site", "rank", "state"],
-                    [[p.get("node"), p.get("site"), p.get("rank"), p.get("state")]
-                     for p in st.get("island", [])],
-                    "alone on this link")
-    leaders = _table(["site", "node", "contact", "structure"],
-                     [[r.get("site"), r.get("node"), r.get("contact"), r.get("structure")]
-                      for r in doc.get("leaders") or []], "no other leader known")
+    island = _table(
+        ["node", "site", "rank", "state"],
+        [[p.get("node"), p.get("site"), p.get("rank"), p.get("state")] for p in st.get("island", [])],
+        "alone on this link",
+    )
+    leaders = _table(
+        ["site", "node", "contact", "structure"],
+        [
+            [r.get("site"), r.get("node"), r.get("contact"), r.get("structure")]
+            for r in doc.get("leaders") or []
+        ],
+        "no other leader known",
+    )
     by_site: dict[str, list[dict[str, Any]]] = {}
     for s in doc.get("services", []):
         by_site.setdefault(s["site"], []).append(s)
     services = ""
     for site in sorted(by_site):
-        rows = [[s["direction"], s["instance"], s["type"], f"{s['host']}:{s['port']}",
-                 " ".join(s["addresses"])]
-                for s in sorted(by_site[site], key=lambda s: (s["type"], s["instance"]))]
+        rows = [
+            [s["direction"], s["instance"], s["type"], f"{s['host']}:{s['port']}", " ".join(s["addresses"])]
+            for s in sorted(by_site[site], key=lambda s: (s["type"], s["instance"]))
+        ]
         services += f"<h3>{_e(site)}</h3>" + _table(["", "instance", "type", "host", "addresses"], rows, "")
     if not services:
         services = "<p class=none>nothing bridged yet</p>"
-    counts = _table(["kind", "reason or rule", "records"],
-                    [["rejected", k, v] for k, v in sorted((doc.get("rejected") or {}).items())]
-                    + [["filtered", k, v] for k, v in sorted((doc.get("filtered") or {}).items())]
-                    + [["rendezvous failed", k, v]
-                       for k, v in sorted((doc.get("rendezvous_failures") or {}).items())],
-                    "nothing rejected or filtered")
+    counts = _table(
+        ["kind", "reason or rule", "records"],
+        [["rejected", k, v] for k, v in sorted((doc.get("rejected") or {}).items())]
+        + [["filtered", k, v] for k, v in sorted((doc.get("filtered") or {}).items())]
+        + [["rendezvous failed", k, v] for k, v in sorted((doc.get("rendezvous_failures") or {}).items())],
+        "nothing rejected or filtered",
+    )
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now if now is not None else doc.get("time", 0)))
     return f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8>
 <meta http-equiv=refresh content={REFRESH_S}>
 <meta name=viewport content="width=device-width, initial-scale=1">
-<title>z2z {_e(doc.get('site'))}</title><style>{_STYLE}</style></head>
+<title>z2z {_e(doc.get("site"))}</title><style>{_STYLE}</style></head>
 <body>
-<h1>z2z gateway <span id=site>{_e(doc.get('site'))}</span></h1>
+<h1>z2z gateway <span id=site>{_e(doc.get("site"))}</span></h1>
 <p class=meta>as of {_e(stamp)}, refreshed every {REFRESH_S} s · <a href="/status.json">status.json</a></p>
 <dl id=summary>{dl}</dl>
 <h2>Island (gateways on this link)</h2>{island}

@@ -42,8 +42,17 @@ IMPORT_ALLOW = "import-allow"
 IMPORT_DENY = "import-deny"
 IMPORT_FROM = "import-from"
 IMPORT_NEVER_FROM = "import-never-from"
-RULES = (EXPORT_TYPES, IMPORT_TYPES, DENY_TYPES, EXPORT_ALLOW, EXPORT_DENY,
-         IMPORT_ALLOW, IMPORT_DENY, IMPORT_FROM, IMPORT_NEVER_FROM)
+RULES = (
+    EXPORT_TYPES,
+    IMPORT_TYPES,
+    DENY_TYPES,
+    EXPORT_ALLOW,
+    EXPORT_DENY,
+    IMPORT_ALLOW,
+    IMPORT_DENY,
+    IMPORT_FROM,
+    IMPORT_NEVER_FROM,
+)
 
 
 def _fold(patterns: Iterable[str]) -> tuple[str, ...]:

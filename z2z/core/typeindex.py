@@ -46,8 +46,15 @@ class SiteTypes:
 
 
 def encode(entry: SiteTypes) -> bytes:
-    doc = {"z2z": FORMAT, "idx": 1, "net": entry.network, "site": entry.site, "ts": round(entry.ts, 3),
-           "ttl": entry.ttl, "types": sorted(entry.types)}
+    doc = {
+        "z2z": FORMAT,
+        "idx": 1,
+        "net": entry.network,
+        "site": entry.site,
+        "ts": round(entry.ts, 3),
+        "ttl": entry.ttl,
+        "types": sorted(entry.types),
+    }
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -64,8 +71,13 @@ def decode(data: bytes) -> SiteTypes:
     net, site, ts, ttl, types = doc["net"], doc["site"], doc["ts"], doc["ttl"], doc["types"]
     if not (isinstance(net, str) and isinstance(site, str) and valid_site(site)):
         raise TypeIndexError("bad network or site")
-    if isinstance(ts, bool) or not isinstance(ts, int | float) or isinstance(ttl, bool) \
-            or not isinstance(ttl, int) or not 0 < ttl <= 86400:
+    if (
+        isinstance(ts, bool)
+        or not isinstance(ts, int | float)
+        or isinstance(ttl, bool)
+        or not isinstance(ttl, int)
+        or not 0 < ttl <= 86400
+    ):
         raise TypeIndexError("bad ts or ttl")
     if not isinstance(types, list) or len(types) > MAX_TYPES or not all(isinstance(t, str) for t in types):
         raise TypeIndexError("bad types")

@@ -80,10 +80,7 @@ def _adapter(name: str, index: int, *ips: str) -> ifaddr.Adapter:
     return ifaddr.Adapter(
         name,
         name,
-        [
-            ifaddr.IP((ip, 0, index) if ":" in ip else ip, 64 if ":" in ip else 24, name)
-            for ip in ips
-        ],
+        [ifaddr.IP((ip, 0, index) if ":" in ip else ip, 64 if ":" in ip else 24, name) for ip in ips],
         index=index,
     )
 
@@ -168,9 +165,7 @@ class JsonProc:
         with self._lock:
             return [e for e in self.events if pred(e)]
 
-    def expect(
-        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 8.0
-    ) -> dict[str, Any]:
+    def expect(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 8.0) -> dict[str, Any]:
         """The first event (past or future) satisfying `pred`."""
         deadline = time.monotonic() + timeout
         while True:
@@ -179,9 +174,7 @@ class JsonProc:
                 return found[0]
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:
-                raise AssertionError(
-                    f"{self.name}: no matching event; got {self.events}\n{self.log()}"
-                )
+                raise AssertionError(f"{self.name}: no matching event; got {self.events}\n{self.log()}")
             with contextlib.suppress(queue.Empty):
                 self._new.get(timeout=min(left, 0.2))
 
@@ -249,9 +242,7 @@ def test_zeroconf_link_over_real_mdns(two_links: tuple[Netns, Netns]) -> None:
         assert len(ready["interfaces"]) == 2  # the IPv4 address and the IPv6 index of lan0
 
         def ups(instance: str) -> list[dict[str, Any]]:
-            return link.matching(
-                lambda e: e["event"] == "up" and e["service"]["instance"] == instance
-            )
+            return link.matching(lambda e: e["event"] == "up" and e["service"]["instance"] == instance)
 
         # --- browse: services of a plain publisher are reported exactly -------------
         s1, s2 = "Floor 2. Printer", "Back\\slash Ünïcødé ☃ 2.0"
@@ -310,18 +301,18 @@ def test_zeroconf_link_over_real_mdns(two_links: tuple[Netns, Netns]) -> None:
         again = link.expect(lambda e: e["event"] == "published" and e["t0"] > published["t0"])
         assert again["instance"] == proxy["instance"]
         peer.expect(
-            lambda e: e["event"] == "resolved"
-            and e["name"] == proxy_name
-            and e["text"] == encode_txt([b"txtvers=1", b"note=changed"]).hex()
+            lambda e: (
+                e["event"] == "resolved"
+                and e["name"] == proxy_name
+                and e["text"] == encode_txt([b"txtvers=1", b"note=changed"]).hex()
+            )
         )
 
         # A type the link does not browse is probed first (python-zeroconf's ~1.2 s).
         web = {**proxy, "type": "_http._tcp", "instance": "Wiki", "port": 80, "txt": []}
         link.send(op="publish", service=web)
         web_pub = link.expect(lambda e: e["event"] == "published" and e["instance"] == "Wiki")
-        web_seen = peer.expect(
-            lambda e: e["event"] == "resolved" and e["name"] == "Wiki._http._tcp.local."
-        )
+        web_seen = peer.expect(lambda e: e["event"] == "resolved" and e["name"] == "Wiki._http._tcp.local.")
         assert web_seen["text"] == "00"  # no TXT strings: the one empty string
         probed_latency = web_seen["t"] - web_pub["t0"]
 
@@ -330,8 +321,9 @@ def test_zeroconf_link_over_real_mdns(two_links: tuple[Netns, Netns]) -> None:
         link.send(op="withdraw", type="_http._tcp", instance="Wiki")
         link.expect(lambda e: e["event"] == "withdrawn" and e["instance"] == "Wiki")
         link.send(op="publish", service=web)
-        back = link.expect(lambda e: e["event"] == "published" and e["asked"] == "Wiki"
-                           and e["t0"] > web_pub["t0"])
+        back = link.expect(
+            lambda e: e["event"] == "published" and e["asked"] == "Wiki" and e["t0"] > web_pub["t0"]
+        )
         assert back["instance"] == "Wiki"
 
         # A name already on the link is renamed, as allow_name_change would.

@@ -697,7 +697,12 @@ def test_condition_log_logs_each_condition_once_until_every_op_worked(
     trouble.failed("get", "junk values", "bad_json", transient=False)
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert [m.split(" (")[0] for m in messages] == [
-        "proxy: HTTP 500", "proxy: timeout", "proxy: HTTP 500", "proxy: junk values", "proxy: junk values"]
+        "proxy: HTTP 500",
+        "proxy: timeout",
+        "proxy: HTTP 500",
+        "proxy: junk values",
+        "proxy: junk values",
+    ]
     assert sum("works again" in r.getMessage() for r in caplog.records) == 2
     # a condition that has not recurred for `quiet` seconds is over, even if its op never proved itself
     assert trouble.failing == []

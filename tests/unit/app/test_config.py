@@ -30,7 +30,7 @@ def test_file_then_flags_win(tmp_path: Path) -> None:
     ("text", "needle"),
     [
         ('sitename = "x"\n', "unknown key 'sitename'"),
-        ("ttl = \"ten\"\n", "ttl: expected a number"),
+        ('ttl = "ten"\n', "ttl: expected a number"),
         ("ttl = 5\n", "ttl: 5 is outside"),
         ('type = ["ipp"]\n', "type: not a DNS-SD service type"),
         ('rendezvous = "ftp://x"\n', "unsupported rendezvous URL 'ftp://x'"),
@@ -56,7 +56,9 @@ def test_good_rendezvous_urls(url: str) -> None:
     assert check_settings({"rendezvous": url}) == {"rendezvous": url}
 
 
-@pytest.mark.parametrize("url", ["http://", "opendht://a:0", "opendht://a:xx", "dht://a", "opendht://::1:4222"])
+@pytest.mark.parametrize(
+    "url", ["http://", "opendht://a:0", "opendht://a:xx", "dht://a", "opendht://::1:4222"]
+)
 def test_bad_rendezvous_urls(url: str) -> None:
     with pytest.raises(ConfigError, match="rendezvous"):
         check_settings({"rendezvous": url})
@@ -86,9 +88,21 @@ def test_cli_unknown_flag_exits_nonzero() -> None:
 
 def test_cli_unknown_interface(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "z2z", "run", "--interface", "nosuch0", "--state-dir", str(tmp_path),
-         "--rendezvous", "http://127.0.0.1:9"],
-        capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "z2z",
+            "run",
+            "--interface",
+            "nosuch0",
+            "--state-dir",
+            str(tmp_path),
+            "--rendezvous",
+            "http://127.0.0.1:9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 4, proc.stderr
     assert "no such interface: nosuch0" in proc.stderr
@@ -97,9 +111,21 @@ def test_cli_unknown_interface(tmp_path: Path) -> None:
 
 def test_cli_unreachable_rendezvous(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "z2z", "run", "--state-dir", str(tmp_path), "--interface", "lo",
-         "--rendezvous", "http://127.0.0.1:9"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "z2z",
+            "run",
+            "--state-dir",
+            str(tmp_path),
+            "--interface",
+            "lo",
+            "--rendezvous",
+            "http://127.0.0.1:9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 3, proc.stderr
     assert "cannot reach rendezvous http://127.0.0.1:9" in proc.stderr

@@ -31,7 +31,9 @@ def run_parser() -> argparse.ArgumentParser:
 
 def test_every_flag_is_a_key_and_every_key_a_flag() -> None:
     flags = {
-        opt[2:] for action in run_parser()._actions for opt in action.option_strings
+        opt[2:]
+        for action in run_parser()._actions
+        for opt in action.option_strings
         if opt.startswith("--") and not opt.startswith("--no-")
     } - {"help", "config"}
     assert flags == set(FIELDS)
@@ -75,8 +77,11 @@ def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 def test_check_config_reports_every_problem_with_key_and_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    f = write(tmp_path, '# comment\nsite = "campus-a"\nsitename = "x"\nttl = "ten"\n\nrank = 1.5\n'
-                        'http-listen = "nowhere:port"\n[filters]\nx = 1\n')
+    f = write(
+        tmp_path,
+        '# comment\nsite = "campus-a"\nsitename = "x"\nttl = "ten"\n\nrank = 1.5\n'
+        'http-listen = "nowhere:port"\n[filters]\nx = 1\n',
+    )
     assert cli.main(["check-config", str(f)]) == cli.EXIT_CONFIG
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 5, err
@@ -122,9 +127,24 @@ def test_default_config_file_is_read_when_present(tmp_path: Path, monkeypatch: p
 
 def test_filter_flags() -> None:
     args = cli.make_parser().parse_args(
-        ["run", "--site", "s", "--export-types", "--import-types", "_ipp._tcp", "_daap._tcp.local.",
-         "--import-never-from", "lab", "--import-never-from", "dorm", "--http-listen", "8080",
-         "--metrics-listen", "[::1]:9464"])
+        [
+            "run",
+            "--site",
+            "s",
+            "--export-types",
+            "--import-types",
+            "_ipp._tcp",
+            "_daap._tcp.local.",
+            "--import-never-from",
+            "lab",
+            "--import-never-from",
+            "dorm",
+            "--http-listen",
+            "8080",
+            "--metrics-listen",
+            "[::1]:9464",
+        ]
+    )
     cfg = cli.config_from_args(args)
     assert cfg.export_types == () and cfg.import_types == ("_ipp._tcp", "_daap._tcp")
     assert cfg.import_never_from == ("lab", "dorm")
@@ -145,8 +165,10 @@ def test_wildcard_only_where_it_means_something() -> None:
 async def test_reload_keeps_what_is_still_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(logging.getLogger(), "level", logging.getLogger().level)  # reload sets it
     dht = MemoryDht()
-    cfgs = [build({}, {"site": s, "type": (T,), "state-dir": str(tmp_path / s), "election": False})
-            for s in ("campus-a", "campus-b")]
+    cfgs = [
+        build({}, {"site": s, "type": (T,), "state-dir": str(tmp_path / s), "election": False})
+        for s in ("campus-a", "campus-b")
+    ]
     a, b = (Gateway(c, MemoryLink(), MemoryRendezvous(dht)) for c in cfgs)
     await a.start()
     await b.start()

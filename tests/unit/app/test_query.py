@@ -24,8 +24,13 @@ def test_newest_version_per_site_and_instance() -> None:
 
 
 def test_tombstones_expired_and_garbage_are_dropped() -> None:
-    values = [env("a", 1), env("a", 2, gone=True), env("b", 1, ts=NOW - 1000), b"junk",
-              env("c", 1, instance="Other")]
+    values = [
+        env("a", 1),
+        env("a", 2, gone=True),
+        env("b", 1, ts=NOW - 1000),
+        b"junk",
+        env("c", 1, instance="Other"),
+    ]
     found = live_services(values, "z2z", T, NOW)
     assert [(e.site, e.service.instance) for e in found.envelopes] == [("c", "Other")]
     assert found.rejected == 1

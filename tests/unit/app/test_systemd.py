@@ -37,8 +37,13 @@ def unit_settings() -> dict[str, list[str]]:
 def test_unit_asks_for_what_the_issue_says() -> None:
     s = unit_settings()
     expected = {
-        "Type": "notify", "Restart": "on-failure", "StateDirectory": "z2z", "NoNewPrivileges": "yes",
-        "ProtectSystem": "strict", "PrivateTmp": "yes", "DynamicUser": "yes",
+        "Type": "notify",
+        "Restart": "on-failure",
+        "StateDirectory": "z2z",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "PrivateTmp": "yes",
+        "DynamicUser": "yes",
         "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6 AF_NETLINK",
     }
     assert {k: s[k][0] for k in expected} == expected
@@ -53,8 +58,13 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     assert z2z, "z2z is not installed (make install)"
     unit = tmp_path / "z2z.service"
     unit.write_text(UNIT.read_text().replace("/opt/z2z/bin/z2z", z2z))
-    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"})
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "notice"},
+    )
     # any complaint (unknown key, bad value, missing binary) is printed; warnings too
     assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
 
@@ -119,8 +129,9 @@ async def test_gateway_ready_status_watchdog_stopping(
 ) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "200000")  # ping every 0.1 s
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
-    cfg = build({}, {"site": "campus-a", "type": ("_ipp._tcp",), "state-dir": str(tmp_path),
-                     "election": False})
+    cfg = build(
+        {}, {"site": "campus-a", "type": ("_ipp._tcp",), "state-dir": str(tmp_path), "election": False}
+    )
     gw = Gateway(cfg, MemoryLink(), MemoryRendezvous(MemoryDht()))
     await gw.start()
     gw.service_up(PRINTER)
@@ -172,4 +183,3 @@ def test_state_directory_from_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_state_dir() == "/var/lib/z2z"
     monkeypatch.delenv("STATE_DIRECTORY")
     assert default_state_dir() != "/var/lib/other"
-

@@ -28,8 +28,15 @@ async def pair(tmp_path: Path, **extra: object) -> tuple[MemoryDht, Gateway, Gat
     dht = MemoryDht()
     gws = []
     for site in ("campus-a", "campus-b"):
-        flags = {"site": site, "type": (T,), "state-dir": str(tmp_path / site), "election": False,
-                 "metrics-listen": "127.0.0.1:0", "http-listen": "127.0.0.1:0", **extra}
+        flags = {
+            "site": site,
+            "type": (T,),
+            "state-dir": str(tmp_path / site),
+            "election": False,
+            "metrics-listen": "127.0.0.1:0",
+            "http-listen": "127.0.0.1:0",
+            **extra,
+        }
         gw = Gateway(build({}, flags), MemoryLink(), MemoryRendezvous(dht))
         await gw.start()
         gws.append(gw)
@@ -86,21 +93,40 @@ async def test_status_json_page_and_read_only(tmp_path: Path) -> None:
             metrics_on_page_port = await client.get(url(b, 1, "/metrics"))
         assert doc["site"] == "campus-b"
         assert [(s["direction"], s["site"], s["instance"]) for s in doc["services"]] == [
-            ("import", "campus-a", "Printer")]
+            ("import", "campus-a", "Printer")
+        ]
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        assert "Printer" in page.text and 'http-equiv=refresh' in page.text
+        assert "Printer" in page.text and "http-equiv=refresh" in page.text
         assert (post.status_code, missing.status_code, metrics_on_page_port.status_code) == (405, 404, 404)
     finally:
         await asyncio.gather(a.stop(), b.stop())
 
 
 def test_page_escapes_everything() -> None:
-    doc = {"site": "<b>x</b>", "network": "z2z", "node": "n", "time": 0, "bridging": True,
-           "rendezvous_ok": False, "services": [
-               {"direction": "import", "site": "s<script>", "type": T,
-                "instance": "<script>alert(1)</script>", "host": "h", "port": 1, "addresses": ["10.0.0.1"]}]}
-    doc |= {"flapping": ["<i>Flapper</i>._ipp._tcp"], "rendezvous_failing": ["HTTP 500"],
-            "rendezvous_failures": {"HTTP 500": 19, "<junk>": 3}}
+    doc = {
+        "site": "<b>x</b>",
+        "network": "z2z",
+        "node": "n",
+        "time": 0,
+        "bridging": True,
+        "rendezvous_ok": False,
+        "services": [
+            {
+                "direction": "import",
+                "site": "s<script>",
+                "type": T,
+                "instance": "<script>alert(1)</script>",
+                "host": "h",
+                "port": 1,
+                "addresses": ["10.0.0.1"],
+            }
+        ],
+    }
+    doc |= {
+        "flapping": ["<i>Flapper</i>._ipp._tcp"],
+        "rendezvous_failing": ["HTTP 500"],
+        "rendezvous_failures": {"HTTP 500": 19, "<junk>": 3},
+    }
     html = render_status_html(doc)
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "UNREACHABLE (HTTP 500)" in html
@@ -132,16 +158,25 @@ async def test_status_page_in_headless_chromium(tmp_path: Path) -> None:
         await until(lambda: b.link.published)
         page = url(b, 1, "/")
         with tempfile.TemporaryDirectory(prefix="z2z-chromium-") as profile:
-            common = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                      "--disable-background-networking", "--no-first-run", "--no-default-browser-check",
-                      f"--user-data-dir={profile}", "--window-size=1200,900"]
+            common = [
+                chromium(),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--no-first-run",
+                "--no-default-browser-check",
+                f"--user-data-dir={profile}",
+                "--window-size=1200,900",
+            ]
             shot = Path(os.environ.get("Z2Z_SCREENSHOT", tmp_path / "status.png"))
             dom = await run(*common, "--dump-dom", page)
             await run(*common, f"--screenshot={shot}", page)
         # what the browser shows: the gateway, its role, and the printer under campus-a
         assert '<span id="site">campus-b</span>' in dom
         assert "<dd>bridging</dd>" in dom
-        services = dom[dom.index('<div id="services">'):]
+        services = dom[dom.index('<div id="services">') :]
         assert "<h3>campus-a</h3>" in services and "<td>Printer</td>" in services
         assert "printer-campus-a-z2z:631" in services and "10.1.0.9" in services
         png = shot.read_bytes()
@@ -154,7 +189,8 @@ async def test_status_page_in_headless_chromium(tmp_path: Path) -> None:
 
 async def run(*argv: str | None) -> str:
     proc = await asyncio.create_subprocess_exec(
-        *[a for a in argv if a], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *[a for a in argv if a], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 90)
     assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
     return out.decode()

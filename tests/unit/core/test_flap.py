@@ -1,5 +1,5 @@
 """A hostile local link and the bridge: flap damping (the damper, what is exported while a
- service flaps) and the cap on how many local services are tracked."""
+service flaps) and the cap on how many local services are tracked."""
 
 from __future__ import annotations
 

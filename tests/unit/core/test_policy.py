@@ -18,8 +18,7 @@ NOW = 1_800_000_000.0
 
 
 def bridge(site: str, policy: Policy, **kw: object) -> Bridge:
-    return Bridge(BridgeSettings(site=site, network="z2z", node="00" * 8, types=(T, D),
-                                 policy=policy, **kw))  # type: ignore[arg-type]
+    return Bridge(BridgeSettings(site=site, network="z2z", node="00" * 8, types=(T, D), policy=policy, **kw))  # type: ignore[arg-type]
 
 
 def puts(actions: list) -> list[Put]:
@@ -53,12 +52,18 @@ ALL = Policy.make((T, D), (T, D))
         (Policy.make((T,), (T,), import_allow=("Floor ?*",)), PRINTER, "b", None, None),
         (Policy.make((T,), (T,), import_from=("campus-*",)), PRINTER, "dorm", None, "import-from"),
         (Policy.make((T,), (T,), import_from=("campus-*",)), PRINTER, "Campus-B", None, None),
-        (Policy.make((T,), (T,), import_never_from=("dorm",), import_from=("dorm",)), PRINTER, "dorm",
-         None, "import-never-from"),
+        (
+            Policy.make((T,), (T,), import_never_from=("dorm",), import_from=("dorm",)),
+            PRINTER,
+            "dorm",
+            None,
+            "import-never-from",
+        ),
     ],
 )
-def test_verdicts(policy: Policy, service: Service, site: str, export: str | None,
-                  import_: str | None) -> None:
+def test_verdicts(
+    policy: Policy, service: Service, site: str, export: str | None, import_: str | None
+) -> None:
     assert policy.export_verdict(service) == export
     assert policy.import_verdict(site, service) == import_
 
@@ -132,13 +137,16 @@ def test_reconfigure_keeps_what_is_still_allowed() -> None:
     new = replace(b.settings, policy=Policy.make((T, D), (T,), import_deny=("floor*",)))
     out = b.reconfigure(new, NOW + 1)
     assert sorted(out, key=repr) == [
-        Withdraw(D, "Music", "campus-a"), Withdraw(T, "Floor 2 Printer", "campus-a")]
+        Withdraw(D, "Music", "campus-a"),
+        Withdraw(T, "Floor 2 Printer", "campus-a"),
+    ]
     assert [s.instance for _, s in b.imports()] == ["Lobby Printer"]
     assert b.filtered.counts() == {"import-deny": 1, "import-types": 1}
 
     # a stops exporting the lobby printer: a tombstone, nothing else re-put
-    out = a.reconfigure(replace(a.settings, policy=Policy.make((T, D), (T, D), export_deny=("Lobby*",))),
-                        NOW + 2)
+    out = a.reconfigure(
+        replace(a.settings, policy=Policy.make((T, D), (T, D), export_deny=("Lobby*",))), NOW + 2
+    )
     [tomb] = puts(out)
     assert tomb.gone and tomb.instance == "Lobby Printer"
     assert deliver(out, b, NOW + 2) == [Withdraw(T, "Lobby Printer", "campus-a")]

@@ -17,9 +17,29 @@ CORE = Path(__file__).resolve().parents[3] / "z2z" / "core"
 
 # Standard-library and third-party modules that do no I/O.
 ALLOWED = {
-    "__future__", "base64", "binascii", "collections", "dataclasses", "enum", "fnmatch", "hashlib",
-    "heapq", "hmac", "ipaddress", "itertools", "json", "math", "re", "typing", "functools", "string",
-    "unicodedata", "struct", "abc", "bisect", "operator",
+    "__future__",
+    "base64",
+    "binascii",
+    "collections",
+    "dataclasses",
+    "enum",
+    "fnmatch",
+    "hashlib",
+    "heapq",
+    "hmac",
+    "ipaddress",
+    "itertools",
+    "json",
+    "math",
+    "re",
+    "typing",
+    "functools",
+    "string",
+    "unicodedata",
+    "struct",
+    "abc",
+    "bisect",
+    "operator",
     "dnslib",  # DNS wire format, no sockets used
     "cryptography",  # sealing and signing
     "os",  # only os.urandom, as the default of an injectable nonce source (checked below)

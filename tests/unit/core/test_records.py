@@ -84,8 +84,19 @@ def test_bad_types_rejected(bad: str) -> None:
 
 
 def test_only_routable_addresses_survive() -> None:
-    given = ["127.0.0.1", "169.254.1.1", "fe80::1", "::1", "0.0.0.0", "224.0.0.251", "::",
-             "10.0.0.7", "2001:db8::1", "not-an-ip", "10.0.0.7"]
+    given = [
+        "127.0.0.1",
+        "169.254.1.1",
+        "fe80::1",
+        "::1",
+        "0.0.0.0",
+        "224.0.0.251",
+        "::",
+        "10.0.0.7",
+        "2001:db8::1",
+        "not-an-ip",
+        "10.0.0.7",
+    ]
     assert routable_addresses(given) == ("10.0.0.7", "2001:db8::1")
 
 

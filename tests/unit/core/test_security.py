@@ -48,8 +48,13 @@ def site_key(seed: int) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
 
 
-def bridge(site: str, secret: bytes | None = SECRET, key: Ed25519PrivateKey | None = None,
-           trust: TrustPolicy | None = None, **kw: object) -> Bridge:
+def bridge(
+    site: str,
+    secret: bytes | None = SECRET,
+    key: Ed25519PrivateKey | None = None,
+    trust: TrustPolicy | None = None,
+    **kw: object,
+) -> Bridge:
     settings = BridgeSettings(site=site, network="z2z", node="0123456789abcdef", types=(T,), **kw)  # type: ignore[arg-type]
     codec = Codec("z2z", secret, key or site_key(sum(site.encode()) % 200 + 1))
     return Bridge(settings, codec=codec, trust=trust)
@@ -151,8 +156,14 @@ def test_signature_from_another_key_does_not_verify() -> None:
 
 def test_secret_and_public_key_text_forms() -> None:
     assert parse_secret(format_secret(SECRET)) == SECRET
-    for bad in ("", "z2z-secret-1:", "z2z-secret-1:!!!", "z2z-secret-1:" + "QUFB" * 3, "hello",
-                format_secret(SECRET) + format_secret(OTHER_SECRET)):
+    for bad in (
+        "",
+        "z2z-secret-1:",
+        "z2z-secret-1:!!!",
+        "z2z-secret-1:" + "QUFB" * 3,
+        "hello",
+        format_secret(SECRET) + format_secret(OTHER_SECRET),
+    ):
         with pytest.raises(SecurityError, match="bad-secret"):
             parse_secret(bad)
     raw = public_key_bytes(site_key(3))
@@ -174,8 +185,11 @@ def test_same_secret_bridges_sealed_and_signed() -> None:
     out = deliver(acts, b)
     assert [svc.instance for svc in published(out)] == ["Finance Printer"]
     [news] = [x for x in out if isinstance(x, TrustNews)]
-    assert (news.event.kind, news.event.site, news.event.key) == ("learned", "campus-a",
-                                                                  public_key_bytes(site_key(1)))
+    assert (news.event.kind, news.event.site, news.event.key) == (
+        "learned",
+        "campus-a",
+        public_key_bytes(site_key(1)),
+    )
     # the tombstone is sealed too, and withdraws
     assert deliver(a.local_down(T, "Finance Printer", NOW + 1), b, NOW + 1) == [
         Withdraw(T, "Finance Printer", "campus-a")
@@ -325,8 +339,17 @@ def test_sealed_value_outside_the_skew_window_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["127.0.0.1", "::1", "169.254.1.1", "fe80::1", "224.0.0.251", "ff02::fb", "0.0.0.0", "::",
-     "10.9.9.2"],  # the last one: the receiving gateway's own address
+    [
+        "127.0.0.1",
+        "::1",
+        "169.254.1.1",
+        "fe80::1",
+        "224.0.0.251",
+        "ff02::fb",
+        "0.0.0.0",
+        "::",
+        "10.9.9.2",
+    ],  # the last one: the receiving gateway's own address
 )
 def test_default_address_policy_drops_whole_record(address: str) -> None:
     b = bridge("campus-b", rules=ImportRules(own_addresses=frozenset({"10.9.9.2"})))
@@ -413,8 +436,10 @@ def test_byte_quota_counts_bodies_and_other_sites_are_unaffected() -> None:
     big_txt = tuple(bytes([65 + i]) * 200 for i in range(10))  # ~2.7 KiB per value
     rules = ImportRules(default=SiteLimits(max_bytes=8 * 1024))
     a, c, b = bridge("campus-a"), bridge("campus-c"), bridge("campus-b", rules=rules)
-    got = [bool(published(deliver(a.local_up(replace(PRINTER, instance=f"Big{i}", txt=big_txt), NOW), b)))
-           for i in range(4)]
+    got = [
+        bool(published(deliver(a.local_up(replace(PRINTER, instance=f"Big{i}", txt=big_txt), NOW), b)))
+        for i in range(4)
+    ]
     assert got == [True, True, False, False]
     assert b.stats.rejected["quota-bytes"] == 2
     entries, used = b.usage()["campus-a"]
@@ -501,8 +526,12 @@ def test_secret_file_round_trip_mode_and_no_overwrite(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "needle"),
-    [(None, "does not exist"), (b"", "bad-secret"), (b"\xff\xfe", "not text"),
-     (b"z2z-secret-1:AAAA\n", "bytes instead of 32")],
+    [
+        (None, "does not exist"),
+        (b"", "bad-secret"),
+        (b"\xff\xfe", "not text"),
+        (b"z2z-secret-1:AAAA\n", "bytes instead of 32"),
+    ],
 )
 def test_bad_secret_files_one_line(tmp_path: Path, content: bytes | None, needle: str) -> None:
     f = tmp_path / "s"
@@ -553,8 +582,16 @@ async def test_gateways_with_the_secret_bridge_and_the_stranger_is_shut_out(tmp_
     dht = MemoryDht()
     gws = {}
     for site, secret in (("campus-a", good), ("campus-b", good), ("campus-c", other)):
-        cfg = build({}, {"site": site, "type": (T,), "state-dir": str(tmp_path / site), "election": False,
-                         "network-secret": str(secret)})
+        cfg = build(
+            {},
+            {
+                "site": site,
+                "type": (T,),
+                "state-dir": str(tmp_path / site),
+                "election": False,
+                "network-secret": str(secret),
+            },
+        )
         gws[site] = Gateway(cfg, MemoryLink(), MemoryRendezvous(dht))
         await gws[site].start()
     a, b, c = gws["campus-a"], gws["campus-b"], gws["campus-c"]
@@ -603,8 +640,9 @@ def test_cli_keygen_show_key_and_bad_secret(tmp_path: Path) -> None:
     bad = tmp_path / "bad.secret"
     bad.write_text("hello\n")
     for secret, needle in ((tmp_path / "missing", "does not exist"), (bad, "bad-secret")):
-        rc, out, err = run_cli("run", "--site", "x", "--state-dir", str(state),
-                               "--network-secret", str(secret))
+        rc, out, err = run_cli(
+            "run", "--site", "x", "--state-dir", str(state), "--network-secret", str(secret)
+        )
         assert rc == 2 and err.count("\n") == 1 and needle in err and "Traceback" not in err
     rc, out, err = run_cli("run", "--site", "x", "--state-dir", str(state), "--trust", "explicit")
     assert rc == 2 and "network-secret" in err
@@ -632,9 +670,15 @@ def test_trust_and_allow_config_keys(tmp_path: Path) -> None:
     assert rules.address_violation("campus-z", ["10.2.0.1"]) is not None  # our own
     flags = check_settings({"site-allow": ["campus-a=10.1.0.0/16,10.3.0.0/16", "campus-a=10.4.0.0/16"]})
     assert flags["site-allow"] == {"campus-a": ("10.1.0.0/16", "10.3.0.0/16", "10.4.0.0/16")}
-    for bad in ({"trust": "maybe"}, {"trusted-sites": ["campus-a"]}, {"trusted-sites": {"bad site": raw}},
-                {"trusted-sites": {"campus-a": "abc"}}, {"site-allow": {"campus-a": ["10.1.0.0/33"]}},
-                {"site-allow": {"campus-a": 5}}, {"max-services-per-site": 0}):
+    for bad in (
+        {"trust": "maybe"},
+        {"trusted-sites": ["campus-a"]},
+        {"trusted-sites": {"bad site": raw}},
+        {"trusted-sites": {"campus-a": "abc"}},
+        {"site-allow": {"campus-a": ["10.1.0.0/33"]}},
+        {"site-allow": {"campus-a": 5}},
+        {"max-services-per-site": 0},
+    ):
         with pytest.raises(ConfigError):
             check_settings(bad)
     with pytest.raises(ConfigError, match="explicit imports nothing"):
@@ -652,8 +696,16 @@ def test_gateway_trust_for_leader_records(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
     keys.save_known_sites(state, {"campus-b": public_key_bytes(site_key(9))})  # a stale entry for us
-    cfg = build({}, {"site": "campus-b", "type": (T,), "state-dir": str(state), "election": False,
-                     "network-secret": str(secret)})
+    cfg = build(
+        {},
+        {
+            "site": "campus-b",
+            "type": (T,),
+            "state-dir": str(state),
+            "election": False,
+            "network-secret": str(secret),
+        },
+    )
     gw = Gateway(cfg, MemoryLink(), MemoryRendezvous(MemoryDht()))
     ka, kx = public_key_bytes(site_key(1)), public_key_bytes(site_key(2))
     assert gw.trust_site("campus-a", ka) is None  # learned on first use, and persisted
@@ -666,15 +718,20 @@ def test_gateway_trust_for_leader_records(tmp_path: Path) -> None:
 def test_link_announcements_carry_proof_of_membership() -> None:
     from z2z.core.wire.gateways import Announcement, State, check_txt, from_txt, sign_txt, to_txt
 
-    ann = Announcement("z2z", "campus-a", "0123456789abcdef", 5, State.LEADER, 1, 2,
-                       leader="0123456789abcdef")
+    ann = Announcement(
+        "z2z", "campus-a", "0123456789abcdef", 5, State.LEADER, 1, 2, leader="0123456789abcdef"
+    )
     member, stranger, public = Codec("z2z", SECRET), Codec("z2z", OTHER_SECRET), Codec("z2z")
     txt = sign_txt(to_txt(ann), member)
     assert "auth" in txt and from_txt(txt) == ann
     on_the_wire = {k: v.encode() for k, v in txt.items()}  # as leadership.txt_dict hands it over
     check_txt(on_the_wire, member)
-    for codec, bad in ((stranger, txt), (member, to_txt(ann)), (member, {**txt, "rank": "99"}),
-                       (member, sign_txt(to_txt(ann), stranger))):
+    for codec, bad in (
+        (stranger, txt),
+        (member, to_txt(ann)),
+        (member, {**txt, "rank": "99"}),
+        (member, sign_txt(to_txt(ann), stranger)),
+    ):
         with pytest.raises(WireError, match="auth"):
             check_txt(bad, codec)
     assert sign_txt(to_txt(ann), public) == to_txt(ann)  # public mode: format unchanged
@@ -690,8 +747,16 @@ async def test_type_index_entries_go_through_the_trust_policy(tmp_path: Path) ->
 
     secret = tmp_path / "s"
     keys.new_secret(secret)
-    cfg = build({}, {"site": "campus-b", "type": (T,), "state-dir": str(tmp_path / "b"), "election": False,
-                     "network-secret": str(secret)})
+    cfg = build(
+        {},
+        {
+            "site": "campus-b",
+            "type": (T,),
+            "state-dir": str(tmp_path / "b"),
+            "election": False,
+            "network-secret": str(secret),
+        },
+    )
     gw = Gateway(cfg, MemoryLink(), MemoryRendezvous(MemoryDht()))
     raw = keys.read_secret(secret)
     honest, rogue = Codec("z2z", raw, site_key(1)), Codec("z2z", raw, site_key(2))

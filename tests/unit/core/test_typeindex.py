@@ -25,8 +25,15 @@ def test_round_trip_and_strictness() -> None:
     e = SiteTypes("z2z", "campus-a", NOW, 120, ("_ipp._tcp", "_daap._tcp"))
     assert decode(encode(e)) == SiteTypes("z2z", "campus-a", NOW, 120, ("_daap._tcp", "_ipp._tcp"))
     doc = json.loads(encode(e))
-    for bad in ({**doc, "extra": 1}, {**doc, "types": ["ipp"]}, {**doc, "ttl": 0}, {**doc, "ts": True},
-                {**doc, "site": "bad site"}, {**doc, "types": ["_a._tcp"] * (MAX_TYPES + 1)}, [1]):
+    for bad in (
+        {**doc, "extra": 1},
+        {**doc, "types": ["ipp"]},
+        {**doc, "ttl": 0},
+        {**doc, "ts": True},
+        {**doc, "site": "bad site"},
+        {**doc, "types": ["_a._tcp"] * (MAX_TYPES + 1)},
+        [1],
+    ):
         with pytest.raises(TypeIndexError):
             decode(json.dumps(bad).encode())
     for junk in (b"\xff", b"{", b"x" * 5000):
@@ -49,6 +56,7 @@ def test_receive_newest_live_entries_of_other_sites() -> None:
 
     def entry(site: str, ts: float, *types: str, net: str = "z2z") -> bytes:
         return encode(SiteTypes(net, site, ts, 120, types))
+
     assert ti.receive(entry("campus-b", NOW, "_ipp._tcp"), NOW) == []  # our own
     assert ti.receive(entry("campus-a", NOW, "_ipp._tcp", net="other"), NOW) == []
     assert ti.receive(entry("campus-a", NOW - 500, "_ipp._tcp"), NOW) == []  # expired
@@ -61,13 +69,35 @@ def test_receive_newest_live_entries_of_other_sites() -> None:
 
 async def test_import_star_learns_types_from_other_sites(tmp_path: Path) -> None:
     dht = MemoryDht()
-    a = Gateway(build({}, {"site": "campus-a", "type": ("_ipp._tcp", "_daap._tcp"), "election": False,
-                           "import-types": (), "state-dir": str(tmp_path / "a")}),
-                MemoryLink(), MemoryRendezvous(dht))
-    b = Gateway(build({}, {"site": "campus-b", "export-types": (), "import-types": ("*",),
-                           "deny-types": ("_daap._tcp",), "election": False,
-                           "state-dir": str(tmp_path / "b")}),
-                MemoryLink(), MemoryRendezvous(dht))
+    a = Gateway(
+        build(
+            {},
+            {
+                "site": "campus-a",
+                "type": ("_ipp._tcp", "_daap._tcp"),
+                "election": False,
+                "import-types": (),
+                "state-dir": str(tmp_path / "a"),
+            },
+        ),
+        MemoryLink(),
+        MemoryRendezvous(dht),
+    )
+    b = Gateway(
+        build(
+            {},
+            {
+                "site": "campus-b",
+                "export-types": (),
+                "import-types": ("*",),
+                "deny-types": ("_daap._tcp",),
+                "election": False,
+                "state-dir": str(tmp_path / "b"),
+            },
+        ),
+        MemoryLink(),
+        MemoryRendezvous(dht),
+    )
     await a.start()
     await b.start()
     try:

@@ -18,7 +18,6 @@ from z2z.adapters.dns.zone import TCP_MAX, UDP_MAX, DnsSdZone
 log = logging.getLogger(__name__)
 
 
-
 class _UdpProtocol(asyncio.DatagramProtocol):
     """One datagram in, at most one out; nothing is awaited, so nothing queues in Python."""
 
@@ -214,5 +213,3 @@ class DnsSdServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-

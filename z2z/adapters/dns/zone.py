@@ -471,5 +471,3 @@ class DnsSdZone:
             "!6H", qid, flags, 0 if question is None else 1, an, ns, ar + (0 if edns is None else 1)
         )
         return header + bytes(buf.data[12:cut]) + tail
-
-

@@ -203,9 +203,7 @@ def select_interfaces(
     has_v4 = any(isinstance(s, str) for s in specs)
     has_v6 = any(isinstance(s, int) for s in specs)
     if ip_version is None:
-        ip_version = (
-            IPVersion.All if has_v4 and has_v6 else IPVersion.V6Only if has_v6 else IPVersion.V4Only
-        )
+        ip_version = IPVersion.All if has_v4 and has_v6 else IPVersion.V6Only if has_v6 else IPVersion.V4Only
     if ip_version is IPVersion.V4Only:
         specs = [s for s in specs if isinstance(s, str)]
     elif ip_version is IPVersion.V6Only:
@@ -324,9 +322,7 @@ class ZeroconfLink:
         self._aiozc = aiozc
         self._types = {}
         self._add_browser(bare)
-        log.info(
-            "zeroconf link up on %s (%s), browsing %s", self._specs, self._ip_version.name, bare
-        )
+        log.info("zeroconf link up on %s (%s), browsing %s", self._specs, self._ip_version.name, bare)
 
     async def close(self) -> None:
         """Stop browsing, send goodbyes for everything published, close the sockets."""
@@ -360,10 +356,14 @@ class ZeroconfLink:
             return
         self._types.update(new)
         self._browsing_since.update(dict.fromkeys(new, time.monotonic()))
-        self._browsers.append(AsyncServiceBrowser(
-            self._aiozc.zeroconf, list(new), handlers=[self._on_state_change],
-            question_type=DNSQuestionType.QM,
-        ))
+        self._browsers.append(
+            AsyncServiceBrowser(
+                self._aiozc.zeroconf,
+                list(new),
+                handlers=[self._on_state_change],
+                question_type=DNSQuestionType.QM,
+            )
+        )
 
     async def browse(self, types: Sequence[str]) -> None:
         """Browse more types on the running link (discovered ones, or added by a reload)."""
@@ -382,8 +382,9 @@ class ZeroconfLink:
         """
         aiozc = self._require_started()
 
-        def on_change(zeroconf: Zeroconf, service_type: str, name: str,
-                      state_change: ServiceStateChange) -> None:
+        def on_change(
+            zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+        ) -> None:
             if state_change is not ServiceStateChange.Added:
                 return
             try:
@@ -393,9 +394,14 @@ class ZeroconfLink:
                 return
             _safely(on_type, bare)
 
-        self._browsers.append(AsyncServiceBrowser(
-            aiozc.zeroconf, [META_QUERY], handlers=[on_change], question_type=DNSQuestionType.QM,
-        ))
+        self._browsers.append(
+            AsyncServiceBrowser(
+                aiozc.zeroconf,
+                [META_QUERY],
+                handlers=[on_change],
+                question_type=DNSQuestionType.QM,
+            )
+        )
 
     def _on_state_change(
         self,
@@ -514,7 +520,8 @@ class ZeroconfLink:
             # still ours: python-zeroconf's probe would find our own records and
             # rename it ``Name-2``.
             fast = not self._always_probe and (
-                self._cache_is_warm(fq_type) or self._recently_withdrawn(info.key))
+                self._cache_is_warm(fq_type) or self._recently_withdrawn(info.key)
+            )
             if fast:
                 self._rename_if_taken(aiozc, info, service.instance)
             try:
@@ -604,8 +611,11 @@ class ZeroconfLink:
         if info is not None and info.server is not None:
             # The same proxy, still cached from a gateway that led this island before
             # (z2z hosts are per origin site): taking it over is no conflict.
-            srvs = [r for r in zc.cache.entries_with_name(key)
-                    if isinstance(r, DNSService) and not r.is_expired(now)]
+            srvs = [
+                r
+                for r in zc.cache.entries_with_name(key)
+                if isinstance(r, DNSService) and not r.is_expired(now)
+            ]
             if srvs and all(r.server.lower() == info.server.lower() and r.port == info.port for r in srvs):
                 return False
         return any(

@@ -52,8 +52,15 @@ class ConditionLog:
     logged at most once per `rearm` seconds.
     """
 
-    def __init__(self, logger: logging.Logger, what: str, *, quiet: float = 120.0, rearm: float = 600.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        *,
+        quiet: float = 120.0,
+        rearm: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.logger = logger
         self.what = what
         self.quiet = quiet
@@ -81,15 +88,21 @@ class ConditionLog:
                 ops.add(op)
                 return
             self._ops[condition] = {op}
-            self.logger.warning("%s: %s (%s: %s); retrying with backoff, further failures of this "
-                                "kind are only counted", self.what, condition, op, detail)
+            self.logger.warning(
+                "%s: %s (%s: %s); retrying with backoff, further failures of this kind are only counted",
+                self.what,
+                condition,
+                op,
+                detail,
+            )
             return
         logged = self._junk_logged.get(condition)
         if logged is not None and now - logged < self.rearm:
             return
         self._junk_logged[condition] = now
-        self.logger.warning("%s: %s (%s: %s); ignored, further ones are only counted",
-                            self.what, condition, op, detail)
+        self.logger.warning(
+            "%s: %s (%s: %s); ignored, further ones are only counted", self.what, condition, op, detail
+        )
 
     def worked(self, op: str) -> None:
         """`op` succeeded: conditions only it was still meeting are over."""
@@ -106,8 +119,11 @@ class ConditionLog:
             del self._ops[condition]
             del self._seen[condition]
         if over:
-            self.logger.info("%s works again (after %s)", self.what,
-                             ", ".join(f"{c} ×{self.counts[c]}" for c in sorted(over)))
+            self.logger.info(
+                "%s works again (after %s)",
+                self.what,
+                ", ".join(f"{c} ×{self.counts[c]}" for c in sorted(over)),
+            )
 
 
 @dataclass(frozen=True, slots=True)

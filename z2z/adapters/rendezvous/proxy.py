@@ -180,8 +180,9 @@ def condition_of(exc: BaseException) -> str:
     if isinstance(exc, httpx.ConnectError):
         return "cannot connect"
     if isinstance(exc, httpx.RemoteProtocolError):
-        return "truncated answer" if "incomplete" in str(exc) or "closed connection" in str(exc) \
-            else "not HTTP"
+        return (
+            "truncated answer" if "incomplete" in str(exc) or "closed connection" in str(exc) else "not HTTP"
+        )
     if isinstance(exc, httpx.ReadError | httpx.WriteError | ConnectionResetError):
         return "connection reset"
     if isinstance(exc, httpx.HTTPError):
@@ -288,8 +289,11 @@ class ProxyRendezvous:
             # The proxy answers with the value it stored: anything else is not a put.
             echo = parse_value_line(reply.strip(), Counter())
             if echo is None or echo[0] != DhtValue(value_id, data):
-                raise self._failed("put", f"put to {self.base_url}: HTTP 200 without the stored value "
-                                   f"({text[:80]!r})", "put not echoed")
+                raise self._failed(
+                    "put",
+                    f"put to {self.base_url}: HTTP 200 without the stored value ({text[:80]!r})",
+                    "put not echoed",
+                )
             self.trouble.worked("put")
             return
         if response.status_code == 502:
@@ -298,8 +302,11 @@ class ProxyRendezvous:
                 f"put to {self.base_url}: no DHT peer confirmed it (HTTP 502 {text}); "
                 "the proxy's own node keeps the value"
             )
-        raise self._failed("put", f"put to {self.base_url}: HTTP {response.status_code} {text}",
-                           f"HTTP {response.status_code}")
+        raise self._failed(
+            "put",
+            f"put to {self.base_url}: HTTP {response.status_code} {text}",
+            f"HTTP {response.status_code}",
+        )
 
     def _failed(self, op: str, message: str, condition: str) -> RendezvousError:
         """Count and log (once per condition) a failed operation; the error to raise."""
@@ -309,8 +316,9 @@ class ProxyRendezvous:
     def _junk(self, op: str) -> None:
         """A value line was refused (counted in `stats` by its reason): log the first."""
         junk = {k: v for k, v in self.stats.items() if k in JUNK_REASONS}
-        self.trouble.failed(op, "junk values", ", ".join(f"{k} {v}" for k, v in sorted(junk.items())),
-                            transient=False)
+        self.trouble.failed(
+            op, "junk values", ", ".join(f"{k} {v}" for k, v in sorted(junk.items())), transient=False
+        )
 
     async def get(self, key: bytes) -> list[DhtValue]:
         """All values under `key`, de-duplicated; partial answers raise.
@@ -329,8 +337,10 @@ class ProxyRendezvous:
                     if response.status_code != 200:
                         reply = await _read_bounded(response, 200)
                         raise self._failed(
-                            "get", f"get from {self.base_url}: HTTP {response.status_code} "
-                            f"{reply.decode('utf-8', 'replace')}", f"HTTP {response.status_code}"
+                            "get",
+                            f"get from {self.base_url}: HTTP {response.status_code} "
+                            f"{reply.decode('utf-8', 'replace')}",
+                            f"HTTP {response.status_code}",
                         )
                     async for line in iter_lines(response.aiter_raw(), self.max_line, self.stats):
                         received += len(line)
@@ -344,8 +354,10 @@ class ProxyRendezvous:
                         if len(values) > self.max_values or received > self.max_get_bytes:
                             self.stats["get_too_big"] += 1
                             raise self._failed(
-                                "get", f"get from {self.base_url}: more than {self.max_values} values "
-                                f"or {self.max_get_bytes} bytes under one key; refusing", "answer too big"
+                                "get",
+                                f"get from {self.base_url}: more than {self.max_values} values "
+                                f"or {self.max_get_bytes} bytes under one key; refusing",
+                                "answer too big",
                             )
         except TimeoutError as exc:
             self.stats["get_deadline"] += 1
@@ -353,11 +365,13 @@ class ProxyRendezvous:
                 "get", f"get from {self.base_url}: not finished after {self.get_deadline:g} s", "get deadline"
             ) from exc
         except (httpx.HTTPError, OSError) as exc:
-            raise self._failed("get", f"get from {self.base_url}: {_describe(exc)}",
-                               condition_of(exc)) from exc
+            raise self._failed(
+                "get", f"get from {self.base_url}: {_describe(exc)}", condition_of(exc)
+            ) from exc
         if self.stats["truncated_line"] != truncated:  # the stream ended inside a line: partial
-            raise self._failed("get", f"get from {self.base_url}: the answer ends inside a line",
-                               "truncated answer")
+            raise self._failed(
+                "get", f"get from {self.base_url}: the answer ends inside a line", "truncated answer"
+            )
         self.trouble.worked("get")
         return list(values.values())
 
@@ -395,11 +409,13 @@ class ProxyRendezvous:
                 async with self._client.stream("GET", "/") as response:
                     body = await _read_bounded(response)
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            raise self._failed("node info", f"OpenDHT proxy {self.base_url} unreachable: {_describe(exc)}",
-                               condition_of(exc)) from exc
+            raise self._failed(
+                "node info", f"OpenDHT proxy {self.base_url} unreachable: {_describe(exc)}", condition_of(exc)
+            ) from exc
         if response.status_code != 200:
             raise self._failed(
-                "node info", f"OpenDHT proxy {self.base_url} answered HTTP {response.status_code} to GET /",
+                "node info",
+                f"OpenDHT proxy {self.base_url} answered HTTP {response.status_code} to GET /",
                 f"HTTP {response.status_code}",
             )
         try:
@@ -408,7 +424,8 @@ class ProxyRendezvous:
             info = None
         if not isinstance(info, dict) or not isinstance(info.get("node_id"), str):
             raise self._failed(
-                "node info", f"{self.base_url} does not look like an OpenDHT proxy (no node_id in GET /)",
+                "node info",
+                f"{self.base_url} does not look like an OpenDHT proxy (no node_id in GET /)",
                 "not an OpenDHT proxy",
             )
         self.trouble.worked("node info")
@@ -512,7 +529,8 @@ class _ProxyListen:
             if delivered > LISTEN_FLOOD_PER_MINUTE:
                 owner.stats["listen_flood"] += 1
                 raise RendezvousError(
-                    f"more than {LISTEN_FLOOD_PER_MINUTE} values in a minute", "listen flood")
+                    f"more than {LISTEN_FLOOD_PER_MINUTE} values in a minute", "listen flood"
+                )
             if not self.proven:
                 self._proven()  # a well-formed value: the stream works
             if not self.cancelled:

@@ -80,8 +80,6 @@ class BridgeSettings:
 # state
 
 
-
-
 @dataclass(slots=True)
 class _Export:
     service: Service
@@ -155,9 +153,7 @@ class Bridge:
     def imports(self) -> list[tuple[str, Service]]:
         """(origin site, service as published on the link) for every live import."""
         return [
-            (site, imp.published)
-            for (site, _, _), imp in self._imports.items()
-            if imp.published is not None
+            (site, imp.published) for (site, _, _), imp in self._imports.items() if imp.published is not None
         ]
 
     # -- local side ----------------------------------------------------------
@@ -175,8 +171,13 @@ class Bridge:
         previous = self._local.get(service.key)
         if previous is None and len(self._local) >= self.settings.rules.default.max_services:
             # A device announcing thousands of names: receivers would refuse them anyway.
-            return [self._reject("local-quota", f"{service.instance!r}: already {len(self._local)} "
-                                 "services on this link (max-services-per-site)")]
+            return [
+                self._reject(
+                    "local-quota",
+                    f"{service.instance!r}: already {len(self._local)} "
+                    "services on this link (max-services-per-site)",
+                )
+            ]
         self._local[service.key] = service
         actions = self._make_room(service.type, service.instance)
         if previous != service and (previous is not None or service.key in self._flaps):
@@ -189,8 +190,9 @@ class Bridge:
         """Count one change of a local service; the actions to take instead if it is held."""
         return self._count_flap(self._flaps, key, now, Damped(key[0], key[1], True, 0))
 
-    def _count_flap(self, damper: FlapDamper, key: tuple[str, ...], now: float,
-                    notice: Damped) -> list[Action] | None:
+    def _count_flap(
+        self, damper: FlapDamper, key: tuple[str, ...], now: float, notice: Damped
+    ) -> list[Action] | None:
         was_held = damper.held(key, now)
         if not damper.flap(key, now):
             return None
@@ -403,8 +405,10 @@ class Bridge:
         few dozen bytes each.
         """
         tombstones = sorted(
-            (imp.expires, k) for k, imp in self._imports.items() if k[0] == site and imp.origin is None
-            and imp.published is None and k != ikey)
+            (imp.expires, k)
+            for k, imp in self._imports.items()
+            if k[0] == site and imp.origin is None and imp.published is None and k != ikey
+        )
         over = self._over_quota(site, ikey, size)
         for _, k in tombstones:
             if over not in ("quota-services", "quota-bytes"):
@@ -473,7 +477,9 @@ class Bridge:
             if imp.published is not None:
                 actions.append(Withdraw(imp.published.type, imp.published.instance, ikey[0]))
         renaming = (old.host_template, old.instance_template) != (
-            self.settings.host_template, self.settings.instance_template)
+            self.settings.host_template,
+            self.settings.instance_template,
+        )
         if renaming and self.active:
             for (site, _, _), imp in self._imports.items():
                 if imp.origin is None or imp.published is None:
