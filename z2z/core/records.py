@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from dnslib import AAAA, PTR, QTYPE, RR, SRV, TXT, A, DNSLabel, DNSRecord
+from dnslib import AAAA, PTR, QTYPE, RR, SRV, TXT, A, DNSBuffer, DNSError, DNSLabel, DNSRecord
 
 LOCAL_DOMAIN = "local."
 MAX_LABEL = 63
@@ -124,6 +124,32 @@ def validate(service: Service) -> Service:
 
 # ---------------------------------------------------------------------------
 # DNS wire codec (dnslib)
+
+
+def parse_txt(rdata: bytes) -> tuple[bytes, ...]:
+    """Raw TXT rdata (length-prefixed strings) as a tuple of strings, in order.
+
+    The single empty string RFC 6763 §6.1 requires for "no TXT data" becomes ``()``,
+    as in `Service`.  Raises ValueError on malformed rdata.  Both link backends
+    read TXT through it, so their views of a service are byte-equal.
+    """
+    if not rdata:
+        return ()
+    try:
+        strings = tuple(bytes(s) for s in TXT.parse(DNSBuffer(rdata), len(rdata)).data)
+    except DNSError as exc:
+        raise ValueError(f"malformed TXT rdata: {exc}") from None
+    return () if strings == (b"",) else strings
+
+
+def encode_txt(strings: Sequence[bytes]) -> bytes:
+    """TXT strings as raw rdata; no strings gives the one empty string DNS-SD wants."""
+    buf = DNSBuffer()
+    try:
+        TXT(list(strings) or [b""]).pack(buf)
+    except DNSError as exc:
+        raise ValueError(str(exc)) from None
+    return bytes(buf.data)
 
 
 def _name(*labels: str | bytes) -> DNSLabel:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Protocol, runtime_checkable
 
 from z2z.core.records import Service
+
+log = logging.getLogger(__name__)
 
 
 class LinkError(RuntimeError):
@@ -90,3 +93,16 @@ class KeyedLocks:
             users[0] -= 1
             if users[0] == 0:
                 del self._locks[key]
+
+
+def service_key(service_type: str, instance: str) -> tuple[str, str]:
+    """DNS names compare case-insensitively, so the backends' registries do too."""
+    return (service_type.lower(), instance.lower())
+
+
+def call_safely(callback: Callable[..., None], *args: object) -> None:
+    """Call a listener; its bugs are logged, never thrown into the link library."""
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("link listener failed in %r", callback)

@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import ifaddr
-from dnslib import TXT, DNSBuffer, DNSError
 from zeroconf import (
     BadTypeInNameException,
     DNSPointer,
@@ -43,8 +42,17 @@ from zeroconf import (
 )
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from z2z.adapters.link.base import KeyedLocks, LinkError, LinkListener
-from z2z.core.records import MAX_LABEL, RecordError, Service, normalize_type, truncate_label
+from z2z.adapters.link.base import KeyedLocks, LinkError, LinkListener, call_safely, service_key
+from z2z.adapters.link.net import address_order, is_loopback, owner_of, parse_ip
+from z2z.core.records import (
+    MAX_LABEL,
+    RecordError,
+    Service,
+    encode_txt,
+    normalize_type,
+    parse_txt,
+    truncate_label,
+)
 
 __all__ = ["ZeroconfLink", "encode_txt", "parse_txt", "select_interfaces", "service_from_info"]
 
@@ -73,36 +81,6 @@ InterfaceSpec = str | int
 # pure helpers (tested without sockets)
 
 
-def parse_txt(rdata: bytes) -> tuple[bytes, ...]:
-    """Raw TXT rdata (length-prefixed strings) as a tuple of strings, in order.
-
-    The single empty string RFC 6763 §6.1 requires for "no TXT data" becomes ``()``,
-    as in `z2z.core.records`.  Raises ValueError on malformed rdata.
-    """
-    if not rdata:
-        return ()
-    try:
-        strings = tuple(bytes(s) for s in TXT.parse(DNSBuffer(rdata), len(rdata)).data)
-    except DNSError as exc:
-        raise ValueError(f"malformed TXT rdata: {exc}") from None
-    return () if strings == (b"",) else strings
-
-
-def encode_txt(strings: Sequence[bytes]) -> bytes:
-    """TXT strings as raw rdata; no strings gives the one empty string DNS-SD wants."""
-    buf = DNSBuffer()
-    try:
-        TXT(list(strings) or [b""]).pack(buf)
-    except DNSError as exc:
-        raise ValueError(str(exc)) from None
-    return bytes(buf.data)
-
-
-def _address_order(address: str) -> tuple[int, bytes]:
-    ip = ipaddress.ip_address(address)
-    return (ip.version, ip.packed)
-
-
 def service_from_info(service_type: str, info: ServiceInfo) -> Service:
     """Fold a resolved `ServiceInfo` into a `Service` of bare type `service_type`.
 
@@ -120,7 +98,7 @@ def service_from_info(service_type: str, info: ServiceInfo) -> Service:
     host = info.server.split(".", 1)[0]
     if not host:
         raise ValueError(f"{name!r} has an empty SRV target")
-    addresses = tuple(sorted(set(info.parsed_addresses()), key=_address_order))
+    addresses = tuple(sorted(set(info.parsed_addresses()), key=address_order))
     return Service(
         type=service_type,
         instance=name[: -len(suffix)],
@@ -129,15 +107,6 @@ def service_from_info(service_type: str, info: ServiceInfo) -> Service:
         txt=parse_txt(info.text),
         addresses=addresses,
     )
-
-
-def _is_loopback(adapter: ifaddr.Adapter) -> bool:
-    return any(_ip_of(ip).is_loopback for ip in adapter.ips)
-
-
-def _ip_of(ip: ifaddr.IP) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    raw = ip.ip[0] if isinstance(ip.ip, tuple) else ip.ip
-    return ipaddress.ip_address(raw.split("%", 1)[0])
 
 
 def _adapter_specs(adapter: ifaddr.Adapter) -> list[InterfaceSpec]:
@@ -177,11 +146,11 @@ def select_interfaces(
     specs: list[InterfaceSpec] = []
     if not interfaces:
         for candidate in adapters:
-            if not _is_loopback(candidate):
+            if not is_loopback(candidate):
                 specs += _adapter_specs(candidate)
     for raw in interfaces:
         entry = raw.strip()
-        wanted = _parse_ip(entry)
+        wanted = parse_ip(entry)
         if wanted is None:
             adapter = by_name.get(entry)
             if adapter is None:
@@ -191,7 +160,7 @@ def select_interfaces(
                 raise LinkError(f"interface {entry} has no IP address")
             specs += found
             continue
-        owner = _owner_of(wanted, entry, adapters)
+        owner = owner_of(wanted, entry, adapters)
         if owner is None:
             raise LinkError(f"no interface has address {entry} (available: {available})")
         if wanted.version == 4:
@@ -216,35 +185,8 @@ def select_interfaces(
     return specs, ip_version
 
 
-def _parse_ip(entry: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(entry.split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-def _owner_of(
-    wanted: ipaddress.IPv4Address | ipaddress.IPv6Address,
-    entry: str,
-    adapters: Sequence[ifaddr.Adapter],
-) -> ifaddr.Adapter | None:
-    """The adapter holding `wanted`; a ``%scope`` suffix picks among equal link-locals."""
-    scope = entry.split("%", 1)[1] if "%" in entry else None
-    for adapter in adapters:
-        if scope is not None and scope not in (adapter.name, str(adapter.index)):
-            continue
-        if any(_ip_of(ip) == wanted for ip in adapter.ips):
-            return adapter
-    return None
-
-
 # ---------------------------------------------------------------------------
 # the backend
-
-
-def _key(service_type: str, instance: str) -> tuple[str, str]:
-    """DNS names compare case-insensitively, so the registry does too."""
-    return (service_type.lower(), instance.lower())
 
 
 @dataclass(slots=True)
@@ -392,7 +334,7 @@ class ZeroconfLink:
             except RecordError:
                 log.debug("ignoring odd service type %r on the link", name)
                 return
-            _safely(on_type, bare)
+            call_safely(on_type, bare)
 
         self._browsers.append(
             AsyncServiceBrowser(
@@ -421,7 +363,7 @@ class ZeroconfLink:
             self._dirty.discard(key)
             gone = self._reported.pop(key, None)
             if gone is not None and self._listener is not None:
-                _safely(self._listener.service_down, gone.type, gone.instance)
+                call_safely(self._listener.service_down, gone.type, gone.instance)
             return
         if key in self._resolving:
             self._dirty.add(key)  # the running task resolves once more when done
@@ -443,7 +385,7 @@ class ZeroconfLink:
                     and self._listener is not None
                 ):
                     self._reported[key] = service
-                    _safely(self._listener.service_up, service)
+                    call_safely(self._listener.service_up, service)
                 if key not in self._dirty:
                     return
         except Exception:  # one odd service must not stop the others
@@ -466,14 +408,14 @@ class ZeroconfLink:
                 )
             except BadTypeInNameException as exc:
                 if self._listener is not None:
-                    _safely(self._listener.service_refused, name, f"bad name: {exc}")
+                    call_safely(self._listener.service_refused, name, f"bad name: {exc}")
                 return None
             if found:
                 try:
                     return service_from_info(bare, info)
                 except ValueError as exc:
                     if self._listener is not None:
-                        _safely(self._listener.service_refused, name, str(exc))
+                        call_safely(self._listener.service_refused, name, str(exc))
                     return None
             log.debug("no answer resolving %r (attempt %d)", name, attempt)
         log.warning("could not resolve %r after %d attempts", name, RESOLVE_ATTEMPTS)
@@ -504,7 +446,7 @@ class ZeroconfLink:
         in place (``async_update_service``); the same data is a no-op.
         """
         aiozc = self._require_started()
-        key = _key(service.type, service.instance)
+        key = service_key(service.type, service.instance)
         async with self._locks.hold(key):
             entry = self._published.get(key)
             if entry is not None:
@@ -548,7 +490,7 @@ class ZeroconfLink:
         aiozc = self._aiozc
         if aiozc is None:
             return
-        key = _key(service_type, instance)
+        key = service_key(service_type, instance)
         async with self._locks.hold(key):
             entry = self._published.pop(key, None)
             if entry is None:
@@ -634,11 +576,3 @@ class ZeroconfLink:
 def _cancel(awaitable: Awaitable[None] | None) -> None:
     if isinstance(awaitable, asyncio.Future) and not awaitable.done():
         awaitable.cancel()
-
-
-def _safely(callback: Callable[..., None], *args: object) -> None:
-    """Call a listener; its bugs are logged, never thrown into python-zeroconf."""
-    try:
-        callback(*args)
-    except Exception:
-        log.exception("link listener failed in %r", callback)
