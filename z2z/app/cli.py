@@ -63,6 +63,13 @@ def _run_parser(sub: Any) -> None:
         metavar="SERVICE-TYPE",
         help="service type to export and import, e.g. _ipp._tcp (repeatable)",
     )
+    p.add_argument(
+        "--subtypes",
+        action="append",
+        metavar="SUB._sub.TYPE",
+        help="DNS-SD subtype to learn and carry, e.g. _universal._sub._ipp._tcp (repeatable; "
+        "default: the AirPrint, IPP Everywhere and CUPS printer subtypes)",
+    )
     p.add_argument("--network", help="deployment name separating gateways sharing a DHT (default z2z)")
     p.add_argument("--state-dir", metavar="DIR", help="where node identity and sequence numbers live")
     p.add_argument("--ttl", type=int, help="seconds importers keep a service without news (default 120)")
@@ -343,7 +350,7 @@ async def run_gateway(config: GatewayConfig, args: argparse.Namespace | None = N
             print(f"z2z: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     try:
-        link = open_link(config.mdns, config.interface)
+        link = open_link(config.mdns, config.interface, config.subtypes)
     except LinkError as exc:
         print(f"z2z: {exc}", file=sys.stderr)
         return EXIT_LINK
@@ -422,12 +429,16 @@ def query(args: argparse.Namespace) -> int:
             print(
                 f"{e.service.instance:40} {e.site:20} {e.service.port:>5}  " + " ".join(e.service.addresses)
             )
+            if e.service.subtypes:
+                print(f"{'':40}   subtypes: " + " ".join(e.service.subtypes))
     else:
         for e in envs:
             s = e.service
             print(f"{s.instance}.{s.type} (site {e.site}) can be reached at {s.host}.local.:{s.port}")
             print(f"  addresses: {' '.join(s.addresses)}")
             print("  TXT: " + " ".join(t.decode("utf-8", errors="backslashreplace") for t in s.txt))
+            if s.subtypes:
+                print(f"  subtypes: {' '.join(f'{sub}._sub.{s.type}' for sub in s.subtypes)}")
     return 0
 
 

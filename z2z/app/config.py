@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from z2z.core.policy import WILDCARD, Policy
-from z2z.core.records import RecordError, host_label, normalize_type
+from z2z.core.records import RecordError, host_label, normalize_type, parse_subtype
 from z2z.core.security import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_SERVICES,
@@ -37,6 +37,17 @@ from z2z.core.wire.envelope import valid_site
 
 DEFAULT_CONFIG = "/etc/z2z/z2z.toml"  # read when it exists and no --config is given
 DEFAULT_TYPES = ("_ipp._tcp", "_ipps._tcp", "_printer._tcp", "_pdl-datastream._tcp", "_daap._tcp")
+# Subtypes clients browse for (sources in docs/protocol.md): AirPrint's _universal (iOS),
+# IPP Everywhere's _print, CUPS's _cups, Bonjour Printing's _printer web pages.
+DEFAULT_SUBTYPES = (
+    "_universal._sub._ipp._tcp",
+    "_universal._sub._ipps._tcp",
+    "_print._sub._ipp._tcp",
+    "_print._sub._ipps._tcp",
+    "_cups._sub._ipp._tcp",
+    "_cups._sub._ipps._tcp",
+    "_printer._sub._http._tcp",
+)
 PUBLIC_BOOTSTRAP = "bootstrap.jami.net:4222"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -67,6 +78,7 @@ class GatewayConfig:
     interface: tuple[str, ...] = ()
     rendezvous: str | None = None
     type: tuple[str, ...] = DEFAULT_TYPES
+    subtypes: tuple[str, ...] = DEFAULT_SUBTYPES
     network: str = "z2z"
     state_dir: str = field(default_factory=default_state_dir)
     ttl: int = 120
@@ -199,6 +211,18 @@ def _types(key: str, v: Any) -> tuple[str, ...]:
         raise ConfigError(f"{key}: {exc}") from None
 
 
+def _subtypes(key: str, v: Any) -> tuple[str, ...]:
+    """Subtype names, ``_universal._sub._ipp._tcp``; kept as ``<label>._sub.<bare type>``."""
+    out: list[str] = []
+    for name in _strs(key, v):
+        try:
+            label, service_type = parse_subtype(name)
+        except RecordError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        out.append(f"{label}._sub.{service_type}")
+    return tuple(dict.fromkeys(out))
+
+
 def _patterns(key: str, v: Any) -> tuple[str, ...]:
     """Shell-style globs (``*``, ``?``, ``[...]``), matched case-insensitively."""
     out = _strs(key, v)
@@ -314,6 +338,7 @@ FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "interface": _strs,
     "rendezvous": _rendezvous,
     "type": _types,
+    "subtypes": _subtypes,
     "network": _site,
     "state-dir": _str,
     "ttl": _number(10, 86400, int),
@@ -440,6 +465,9 @@ FIELD_DOCS: dict[str, str] = {
     "OpenDHT network.",
     "type": "Service types bridged both ways (export and import) unless `export-types` / `import-types` "
     'say otherwise; `"*"` = every type seen on the link.',
+    "subtypes": "DNS-SD subtypes (`<label>._sub.<type>`) browsed on the link, so that each instance's "
+    "subtypes are learned, carried and re-announced with it (mDNS cannot list an instance's subtypes; "
+    "subtypes the link announces unasked are learned too with the zeroconf backend); `[]` = none.",
     "network": "Deployment name: gateways only bridge within their network (separates deployments "
     "sharing a DHT).",
     "state-dir": "Node identity, sequence numbers and status.json. Default: systemd's `$STATE_DIRECTORY`, "

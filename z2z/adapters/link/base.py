@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Protocol, runtime_checkable
 
-from z2z.core.records import Service
+from z2z.core.records import RecordError, Service, parse_subtype
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +106,15 @@ def call_safely(callback: Callable[..., None], *args: object) -> None:
         callback(*args)
     except Exception:
         log.exception("link listener failed in %r", callback)
+
+
+def subtypes_by_type(names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``["_universal._sub._ipp._tcp", ...]`` → ``{"_ipp._tcp": ("_universal", ...)}``; LinkError if bad."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        try:
+            label, service_type = parse_subtype(name)
+        except RecordError as exc:
+            raise LinkError(str(exc)) from None
+        out[service_type] = (*out.get(service_type, ()), label)
+    return out

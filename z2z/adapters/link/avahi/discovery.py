@@ -33,7 +33,7 @@ from z2z.adapters.link.avahi.names import (
 from z2z.adapters.link.avahi.state import _LinkState
 from z2z.adapters.link.base import call_safely, service_key
 from z2z.adapters.link.net import address_order
-from z2z.core.records import Service, parse_txt
+from z2z.core.records import Service, parse_txt, subtype_set
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,14 @@ class _Discovery(_LinkState):
             for t in self._types
             for scope in self._scopes
         ]  # fmt: skip
+        specs += [
+            ("ServiceBrowserNew", "iissu",
+             (scope.index, scope.protocol, f"{sub}._sub.{t}", "", dbus.UInt32(0)),
+             functools.partial(self._on_browse_subtype, t, sub))
+            for t in self._types
+            for sub in self._subtypes.get(t, ())
+            for scope in self._scopes
+        ]  # fmt: skip
         handles = await client.run(client.new_objects, self._owner, specs)
         if epoch == self._epoch:
             self._browsers = handles
@@ -169,6 +177,35 @@ class _Discovery(_LinkState):
         gone = self._reported.pop(key, None)
         if gone is not None and self._listener is not None:
             call_safely(self._listener.service_down, gone.type, gone.instance)
+
+    def _on_browse_subtype(self, service_type: str, label: str, member: str, args: tuple[Any, ...]) -> None:
+        """A subtype ServiceBrowser signal (on the loop): the instance has this subtype, or not any more.
+
+        avahi cannot list an instance's subtypes; each configured subtype is
+        browsed, and where it is seen is kept per (interface, protocol) like PTRs.
+        """
+        if member not in ("ItemNew", "ItemRemove"):
+            if member == "Failure":
+                log.warning(
+                    "avahi: browsing %s._sub.%s failed: %s", label, service_type, args[0] if args else ""
+                )
+            return
+        iface, proto, name, _type, domain, flags = args
+        if domain.lower().rstrip(".") != "local":
+            return
+        key = service_key(service_type, name)
+        if member == "ItemNew" and (flags & avahi.LOOKUP_RESULT_OUR_OWN or key in self._own):
+            return
+        where = self._subtypes_seen.setdefault(key, {}).setdefault(label, set())
+        if member == "ItemNew":
+            where.add((iface, proto))
+        else:
+            where.discard((iface, proto))
+            if not where:
+                del self._subtypes_seen[key][label]
+                if not self._subtypes_seen[key]:
+                    del self._subtypes_seen[key]
+        self._evaluate(key)
 
     async def _open_watches(self, watches: list[_Watch], epoch: int) -> None:
         """Record browsers for `watches` on every scope, in one hop to the GLib thread."""
@@ -259,7 +296,10 @@ class _Discovery(_LinkState):
         if not addresses:
             return
         try:
-            service = Service(found.type, found.instance, host_label, port, parse_txt(txt), addresses)
+            subtypes = subtype_set(self._subtypes_seen.get(key, {}))
+            service = Service(
+                found.type, found.instance, host_label, port, parse_txt(txt), addresses, subtypes
+            )
         except ValueError as exc:
             if self._listener is not None:
                 call_safely(self._listener.service_refused, found.instance, str(exc))

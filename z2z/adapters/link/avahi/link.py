@@ -28,7 +28,7 @@ from z2z.adapters.link.avahi.bus import (
 from z2z.adapters.link.avahi.discovery import _Discovery
 from z2z.adapters.link.avahi.names import Scope, select_scopes
 from z2z.adapters.link.avahi.publishing import PUBLISH_TIMEOUT, _Publishing
-from z2z.adapters.link.base import KeyedLocks, LinkError, LinkListener, call_safely
+from z2z.adapters.link.base import KeyedLocks, LinkError, LinkListener, call_safely, subtypes_by_type
 from z2z.core.records import RecordError, normalize_type
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,9 @@ class AvahiLink(_Discovery, _Publishing):
     """A `LinkBackend` on avahi-daemon's D-Bus API (see the module docstring).
 
     `interfaces` are names (``lan0``) or addresses, as for `ZeroconfLink`; empty
-    means every interface avahi-daemon serves.  The daemon is found on the system
-    bus (``DBUS_SYSTEM_BUS_ADDRESS`` is honoured).
+    means every interface avahi-daemon serves.  `subtypes` (``_universal._sub._ipp._tcp``
+    ...) are browsed with their types so that each instance's subtypes are learned.
+    The daemon is found on the system bus (``DBUS_SYSTEM_BUS_ADDRESS`` is honoured).
     """
 
     def __init__(
@@ -56,8 +57,10 @@ class AvahiLink(_Discovery, _Publishing):
         publish_timeout: float = PUBLISH_TIMEOUT,
         objects_per_connection: int = OBJECTS_PER_CONNECTION,
         away_grace: float = AWAY_GRACE,
+        subtypes: Sequence[str] = (),
     ) -> None:
         self._scopes = select_scopes(tuple(interfaces))
+        self._subtypes = subtypes_by_type(subtypes)
         self._publish_timeout = publish_timeout
         self._away_grace = away_grace
         self._objects_per_connection = objects_per_connection
@@ -74,6 +77,7 @@ class AvahiLink(_Discovery, _Publishing):
         self._hosts_seen = {}
         self._reported = {}
         self._stale = set()  # reported before a daemon restart, not seen since
+        self._subtypes_seen = {}
         # publishing
         self._published = {}
         self._hosts = {}
@@ -154,7 +158,14 @@ class AvahiLink(_Discovery, _Publishing):
         _GLibThread.release()
         self._glib = None
         self._owner = ""
-        for state in (self._found, self._hosts_seen, self._reported, self._published, self._hosts):
+        for state in (
+            self._found,
+            self._hosts_seen,
+            self._subtypes_seen,
+            self._reported,
+            self._published,
+            self._hosts,
+        ):
             state.clear()
         self._stale.clear()
         self._own.clear()
@@ -186,6 +197,7 @@ class AvahiLink(_Discovery, _Publishing):
                     watch.closed = True
         self._found.clear()
         self._hosts_seen.clear()
+        self._subtypes_seen.clear()
         self._browsers.clear()
         self._stale |= set(self._reported)
         for entry in self._published.values():

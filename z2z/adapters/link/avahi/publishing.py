@@ -148,7 +148,7 @@ class _Publishing(_LinkState):
                 await self._attach_host(key, service, old)  # addresses live in the host's group
                 if (
                     old is not None
-                    and (old.host, old.port) == (service.host, service.port)
+                    and (old.host, old.port, old.subtypes) == (service.host, service.port, service.subtypes)
                     and entry.group.state == avahi.ENTRY_GROUP_ESTABLISHED
                     and entry.group.epoch == self._epoch
                 ):
@@ -181,13 +181,26 @@ class _Publishing(_LinkState):
             await self._detach_host(key, entry.service.host)
 
     def _service_entries(self, entry: _Published) -> list[tuple[str, str, tuple[Any, ...]]]:
+        """AddService per scope, then AddServiceSubtype per subtype (after AddService, before Commit)."""
         s = entry.service
+        service_type = normalize_type(s.type)
         txt = dbus.Array([dbus.ByteArray(t) for t in s.txt], signature="ay")
+        room = ENTRIES_PER_GROUP // len(self._scopes) - 1
+        if len(s.subtypes) > room:
+            log.warning(
+                "avahi: %r has %d subtypes; publishing the first %d", entry.name, len(s.subtypes), room
+            )
         return [
             ("AddService", "iiussssqaay",
-             (scope.index, scope.protocol, dbus.UInt32(0), entry.name, normalize_type(s.type), "",
+             (scope.index, scope.protocol, dbus.UInt32(0), entry.name, service_type, "",
               f"{escape_label(s.host)}.local", dbus.UInt16(s.port), txt))
             for scope in self._scopes
+        ] + [
+            ("AddServiceSubtype", "iiusssss",
+             (scope.index, scope.protocol, dbus.UInt32(0), entry.name, service_type, "",
+              f"{escape_label(sub)}._sub.{service_type}"))
+            for scope in self._scopes
+            for sub in s.subtypes[:room]
         ]  # fmt: skip
 
     async def _realize(self, group: _Group, entries: list[tuple[str, str, tuple[Any, ...]]]) -> None:

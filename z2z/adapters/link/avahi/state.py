@@ -38,12 +38,14 @@ class _LinkState:
     _epoch: int  # daemon generation: handles of an older one mean nothing
     _listener: LinkListener | None
     _types: list[str]
+    _subtypes: dict[str, tuple[str, ...]]  # bare type -> subtype labels browsed with it
     _browsers: list[Handle]
     # discovery
     _found: dict[tuple[str, str], _Found]
     _hosts_seen: dict[str, _HostWatch]
     _reported: dict[tuple[str, str], Service]
     _stale: set[tuple[str, str]]  # reported before a daemon restart, not seen since
+    _subtypes_seen: dict[tuple[str, str], dict[str, set[tuple[int, int]]]]  # key -> label -> scopes
     # publishing
     _published: dict[tuple[str, str], _Published]
     _hosts: dict[str, _Host]
