@@ -242,13 +242,16 @@ class ZeroconfLink:
             )
 
     def _on_subtype_change(
-        self, zeroconf: Zeroconf, subtype_name: str, name: str, state_change: ServiceStateChange
+        self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
     ) -> None:
-        """A subtype PTR came or went: resolve the instance again if it is known (on the loop)."""
+        """A subtype PTR came or went: resolve the instance again if it is known (on the loop).
+
+        `service_type` is the subtype name (python-zeroconf passes keyword arguments).
+        """
         key = name.lower()
         if key in self._own_names or (key not in self._reported and key not in self._resolving):
             return  # unknown instances get their subtypes when their own PTR is resolved
-        fq_type = subtype_name.split("._sub.", 1)[1]
+        fq_type = service_type.split("._sub.", 1)[1]
         if state_change is ServiceStateChange.Removed:
             # A goodbye leaves the PTR cached for one more second (RFC 6762 §10.1).
             loop = asyncio.get_running_loop()
