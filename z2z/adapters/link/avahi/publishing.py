@@ -196,7 +196,7 @@ class _Publishing(_LinkState):
               f"{escape_label(s.host)}.local", dbus.UInt16(s.port), txt))
             for scope in self._scopes
         ] + [
-            ("AddServiceSubtype", "iiusssss",
+            ("AddServiceSubtype", "iiussss",
              (scope.index, scope.protocol, dbus.UInt32(0), entry.name, service_type, "",
               f"{escape_label(sub)}._sub.{service_type}"))
             for scope in self._scopes
