@@ -12,8 +12,9 @@ an apostrophe, parentheses, ``@``, UTF-8 and 63 bytes, with subtypes
   the printers with the subtype under ``_universal._sub._ipp._tcp``.
 * ``dig`` against b-gw's unicast DNS-SD front end finds them (presentation form
   ``\\.``), under the type and the subtype; ``z2z browse`` shows the subtypes.
-* A local service appearing on B with one of the names moves the import aside
-  with the collision template (``{instance} ({site})``); still one label.
+* A local service on B (not exported: ``--export-deny``) holds one of the names,
+  so that import takes the collision template (``{instance} ({site})``); still
+  one label.
 """
 
 from __future__ import annotations
@@ -105,7 +106,15 @@ def test_names_and_subtypes_cross_intact(testbed: Testbed, mdns: str) -> None:
     capture.wait_event("ready", timeout=10)
     gw_a = gateway(tb, "a-gw", "campus-a", dht.proxy_urls[0], mdns)
     gw_b = gateway(tb, "b-gw", "campus-b", dht.proxy_urls[1], mdns, "--dns-listen", "10.77.2.2:53",
-                   "--dns-domain", DOMAIN)  # fmt: skip
+                   "--dns-domain", DOMAIN, "--export-deny", TAKEN)  # fmt: skip
+    # A local printer on B holds one name first (a device that came later would see our
+    # proxy and rename itself, as avahi-publish does).
+    tb.spawn("b-client", ["avahi-publish", "-s", TAKEN, T, "9", "local=1"], name="b-local",
+             env=tb.avahis["b-client"].env)  # fmt: skip
+    wait_for(
+        "the local printer on B", lambda: [s for s in browse(tb, "b-client") if s["instance"] == TAKEN], 20
+    )
+    time.sleep(2)  # b-gw resolves it within about a second
     t0 = time.monotonic()
     for i, name in enumerate(NAMES):
         subs = [f"--subtype={sub}._sub.{T}" for sub in SUBTYPES[name]]
@@ -117,19 +126,13 @@ def test_names_and_subtypes_cross_intact(testbed: Testbed, mdns: str) -> None:
                 if s.get("host", "").startswith("a-printer-campus-a")]  # fmt: skip
         return seen if {s["instance"] for s in seen} >= names else []
 
-    seen = wait_for("every name in avahi-browse on B", lambda: listed(set(NAMES)), timeout=60, every=1.0)
+    wanted = set(EXPECTED.values())
+    seen = wait_for("every name in avahi-browse on B", lambda: listed(wanted), timeout=60, every=1.0)
     print(f"{mdns}: {len(NAMES)} names in avahi-browse on B {time.monotonic() - t0:.1f} s after A published")
     by_name = {s["instance"]: s for s in seen}
     for i, name in enumerate(NAMES):
-        assert (by_name[name]["port"], by_name[name]["txt"], by_name[name]["address"]) == (
-            631 + i, [f"n={i}"], "10.77.1.10"
-        ), by_name[name]  # fmt: skip
-
-    # A local printer on B takes one name: the import moves aside, renamed by the template.
-    tb.spawn("b-client", ["avahi-publish", "-s", TAKEN, T, "9", "local=1"], name="b-local",
-             env=tb.avahis["b-client"].env)  # fmt: skip
-    wanted = set(EXPECTED.values())
-    wait_for("the renamed import in avahi-browse on B", lambda: listed(wanted), timeout=60, every=1.0)
+        got = by_name[EXPECTED[name]]
+        assert (got["port"], got["txt"], got["address"]) == (631 + i, [f"n={i}"], "10.77.1.10"), got
 
     # The subtype: avahi-browse of _universal._sub._ipp._tcp on B lists exactly the printers that have it.
     universal = {EXPECTED[n] for n in NAMES if "_universal" in SUBTYPES[n]}
