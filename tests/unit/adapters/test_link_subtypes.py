@@ -100,6 +100,9 @@ def test_cached_subtypes_are_learned_passively() -> None:
         DNSPointer("_other._sub._ipp._tcp.local.", const._TYPE_PTR, const._CLASS_IN, 120, f"X.{T}", now),
         DNSPointer("_old._sub._ipp._tcp.local.", const._TYPE_PTR, const._CLASS_IN, 1, NAME, now - 5000),
         DNSPointer("_universal._sub._ipps._tcp.local.", const._TYPE_PTR, const._CLASS_IN, 120, NAME, now),
+        # labels that cannot be carried are left out, not the service: a dot, a control character
+        DNSPointer("a.b._sub._ipp._tcp.local.", const._TYPE_PTR, const._CLASS_IN, 120, NAME, now),
+        DNSPointer("_bad\x01._sub._ipp._tcp.local.", const._TYPE_PTR, const._CLASS_IN, 120, NAME, now),
     ]
     zc.cache.async_add_records(records)
     assert cached_subtypes(zc, "_ipp._tcp", NAME) == ("_Fax", "_universal")  # type: ignore[arg-type]

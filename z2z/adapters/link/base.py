@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
-from z2z.core.records import RecordError, Service, parse_subtype
+from z2z.core.records import MAX_SUBTYPES, RecordError, Service, check_subtype, parse_subtype, subtype_set
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +118,21 @@ def subtypes_by_type(names: Sequence[str]) -> dict[str, tuple[str, ...]]:
             raise LinkError(str(exc)) from None
         out[service_type] = (*out.get(service_type, ()), label)
     return out
+
+
+def learned_subtypes(labels: Iterable[str]) -> tuple[str, ...]:
+    """Subtype labels seen on the link, fit to carry: bad labels dropped, at most `MAX_SUBTYPES`.
+
+    A device's odd subtype must not cost it the whole service (which `validate`
+    would refuse), so what cannot be carried is left out here, with a debug line.
+    """
+    good = []
+    for label in labels:
+        try:
+            good.append(check_subtype(label))
+        except RecordError as exc:
+            log.debug("ignoring a subtype seen on the link: %s", exc)
+    out = subtype_set(good)
+    if len(out) > MAX_SUBTYPES:
+        log.debug("keeping %d of %d subtypes: %s", MAX_SUBTYPES, len(out), out)
+    return out[:MAX_SUBTYPES]

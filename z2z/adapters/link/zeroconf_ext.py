@@ -40,10 +40,10 @@ from zeroconf import (
 )
 from zeroconf.const import _FLAGS_AA, _FLAGS_QR_RESPONSE, _MDNS_PORT
 
-from z2z.adapters.link.base import LinkError
+from z2z.adapters.link.base import LinkError, learned_subtypes
 from z2z.adapters.link.labels import has_split_name, join_split_names
 from z2z.adapters.link.net import address_order, is_loopback, owner_of, parse_ip
-from z2z.core.records import Service, parse_txt, subtype_set
+from z2z.core.records import Service, parse_txt
 
 __all__ = [
     "LOCAL_SUFFIX",
@@ -244,10 +244,8 @@ def cached_subtypes(zc: Zeroconf, service_type: str, name: str) -> tuple[str, ..
                 and record.alias.lower() == wanted
                 and not record.is_expired(now)
             ):
-                label = record.name[: -len(suffix)]
-                if label and "." not in label and len(label.encode()) <= 63:
-                    found.append(label)
-    return subtype_set(found)
+                found.append(record.name[: -len(suffix)])
+    return learned_subtypes(found)
 
 
 class SubtypePointers:

@@ -31,9 +31,9 @@ from z2z.adapters.link.avahi.names import (
     parse_srv,
 )
 from z2z.adapters.link.avahi.state import _LinkState
-from z2z.adapters.link.base import call_safely, service_key
+from z2z.adapters.link.base import call_safely, learned_subtypes, service_key
 from z2z.adapters.link.net import address_order
-from z2z.core.records import Service, parse_txt, subtype_set
+from z2z.core.records import Service, parse_txt
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ class _Discovery(_LinkState):
         if not addresses:
             return
         try:
-            subtypes = subtype_set(self._subtypes_seen.get(key, {}))
+            subtypes = learned_subtypes(self._subtypes_seen.get(key, {}))
             service = Service(
                 found.type, found.instance, host_label, port, parse_txt(txt), addresses, subtypes
             )
