@@ -93,7 +93,7 @@ def wire_names(capture: Proc, owner: str = T) -> list[list[str]]:
     return [
         e["target"]
         for e in capture.events()
-        if e.get("event") == "rr" and e["rtype"] == "PTR" and e["name"] == labels and e["ttl"] > 0
+        if e.get("event") == "rr" and e["rtype"] == "PTR" and e["name"] == labels and e.get("ttl", 0) > 0
     ]
 
 
