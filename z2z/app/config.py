@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from z2z.core.errors import Z2zError
 from z2z.core.policy import WILDCARD, Policy
 from z2z.core.records import RecordError, host_label, normalize_type
 from z2z.core.security import (
@@ -41,8 +42,10 @@ PUBLIC_BOOTSTRAP = "bootstrap.jami.net:4222"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-class ConfigError(ValueError):
+class ConfigError(Z2zError, ValueError):
     """A bad flag, key or value; the message is one line meant for the admin."""
+
+    default_reason = "config"
 
 
 def default_state_dir() -> str:

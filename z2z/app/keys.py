@@ -55,6 +55,8 @@ _MAX_FILE = 1 << 20
 class KeyFileError(StateError):
     """A key file that cannot be read, parsed or written; the message is one line."""
 
+    default_reason = "key-file"
+
 
 def write_private(path: str | os.PathLike[str], data: bytes, *, force: bool = False) -> None:
     """Write `data` to `path` with mode 0600, atomically; refuse to overwrite unless `force`."""

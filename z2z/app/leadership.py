@@ -148,7 +148,7 @@ class Leadership:
             info = from_txt(txt)
         except WireError as exc:
             log.debug("ignoring a _z2z._udp announcement (%s): %s", service.instance, exc)
-            if "auth" in str(exc):
+            if exc.reason == "bad-auth":
                 self.gateway.count_reject("bad-announcement")
             return
         self.handle(PeerAnnounced(info))
@@ -230,9 +230,8 @@ class Leadership:
             try:
                 record, signer = open_record(value.data, self.gateway.codec)
             except WireError as exc:
-                reason = str(exc).split(":")[0]
-                known = reason in SEAL_REASONS
-                self.gateway.count_reject(f"leader-{reason}" if known else "bad-leader-record")
+                known = exc.reason in SEAL_REASONS
+                self.gateway.count_reject(f"leader-{exc.reason}" if known else "bad-leader-record")
                 continue
             refused = self.gateway.trust_site(record.site, signer)
             if refused is not None:

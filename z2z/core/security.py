@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from z2z.core.errors import Z2zError
+
 SECRET_BYTES = 32
 SECRET_PREFIX = "z2z-secret-1:"
 MAGIC = b"Z2Z\x02"  # a sealed value; format-1 JSON values start with "{"
@@ -57,12 +59,11 @@ TRUST_MODES = ("tofu", "explicit")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class SecurityError(ValueError):
+class SecurityError(Z2zError, ValueError):
     """A value or key that is refused; `reason` is a short counter name (see docs/security.md)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason, reason)
 
 
 # ---------------------------------------------------------------------------

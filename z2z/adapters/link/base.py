@@ -13,11 +13,14 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Protocol, runtime_checkable
 
+from z2z.core.errors import Z2zError
 from z2z.core.records import Service
 
 
-class LinkError(RuntimeError):
+class LinkError(Z2zError, RuntimeError):
     """The link backend cannot do what was asked (no such interface, daemon gone...)."""
+
+    default_reason = "link"
 
 
 class LinkListener(Protocol):

@@ -14,18 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from z2z.core.errors import Z2zError
 
-class RendezvousError(RuntimeError):
+
+class RendezvousError(Z2zError, RuntimeError):
     """The rendezvous could not be reached or refused an operation.
 
-    `condition` is a short, stable label of what went wrong (``timeout``,
-    ``HTTP 500``, ``not HTTP``...), so that logs and metrics can group failures
-    whose messages differ only in keys or byte counts.
+    `reason` (also `condition`) is a short, stable label of what went wrong
+    (``timeout``, ``HTTP 500``, ``not HTTP``...), so that logs and metrics can
+    group failures whose messages differ only in keys or byte counts.
     """
 
     def __init__(self, message: str, condition: str = "error") -> None:
-        super().__init__(message)
-        self.condition = condition
+        super().__init__(message, condition)
+
+    @property
+    def condition(self) -> str:
+        return self.reason
 
 
 class PutNotConfirmed(RendezvousError):
