@@ -228,7 +228,7 @@ def _alive(pid: object) -> bool:
 def show_status(args: argparse.Namespace) -> int:
     """Print the status document a running gateway keeps in its state dir."""
     from z2z.app.config import default_state_dir
-    from z2z.app.gateway import STATUS_FILE
+    from z2z.app.status import STATUS_FILE
 
     path = config_path(args)
     state_dir = args.state_dir or (load_file(path).get("state-dir") if path else None)

@@ -433,6 +433,27 @@ RELOADABLE = frozenset(
     }
 )
 
+
+def reload_diff(running: GatewayConfig, new: GatewayConfig) -> tuple[GatewayConfig, list[str], list[str]]:
+    """What a SIGHUP applies: (the config to run with, keys changed, keys that need a restart).
+
+    Keys outside `RELOADABLE` keep their running values in the returned config.
+    """
+    restart: list[str] = []
+    fixed: dict[str, Any] = {}
+    for key in FIELDS:
+        name = key.replace("-", "_")
+        if key not in RELOADABLE:
+            if getattr(new, name) != getattr(running, name):
+                restart.append(key)
+            fixed[name] = getattr(running, name)
+    applied = replace(new, **fixed)
+    changed = sorted(
+        k for k in FIELDS if getattr(applied, k.replace("-", "_")) != getattr(running, k.replace("-", "_"))
+    )
+    return applied, changed, restart
+
+
 FIELD_DOCS: dict[str, str] = {
     "site": "This site's name, carried in every value it exports (letters, digits, `.` `_` `-`). "
     "Default: the host name.",

@@ -155,7 +155,7 @@ async def test_follower_is_ready_too(notify_socket: socket.socket, tmp_path: Pat
     gw = Gateway(cfg, MemoryLink(), MemoryRendezvous(MemoryDht()))
     gw.leadership.machine.status = lambda: {"state": "follower", "stage": 1}  # type: ignore[union-attr]
     gw.bridge.active = False
-    gw._notify_service()
+    gw.notify_systemd()
     assert received(notify_socket)[0] == "READY=1"
 
 

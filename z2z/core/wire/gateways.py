@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from z2z.core.security import Codec
 
 WIRE_VERSION = 1
+GATEWAY_TYPE = "_z2z._udp"  # the service type of the gateways' own link announcements
 MAX_CONTACTS = 3
 MAX_RECORD_BYTES = 1024
 _NODE = re.compile(r"^[0-9a-f]{16}$")
