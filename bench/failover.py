@@ -26,7 +26,9 @@ from bench.common import Proc, Testbed, environment, summary
 
 T = "_ipp._tcp"
 HOSTS = ("a-gw", "a-gw2", "a-gw3")
-_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO z2z: bridging _ipp\._tcp for site")
+_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO z2z\.app\.bridging: bridging _ipp\._tcp for site"
+)
 
 
 def _start(tb: Testbed, host: str, url: str) -> Proc:

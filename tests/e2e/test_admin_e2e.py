@@ -55,7 +55,7 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, as_
         name=f"{host}-z2z",
         env=env,
     )
-    proc.wait_line(r"INFO z2z: bridging", timeout=30, stream="stderr")
+    proc.wait_line(r"INFO z2z\.app\.bridging: bridging", timeout=30, stream="stderr")
     return proc
 
 
