@@ -20,10 +20,10 @@ from typing import Any
 from z2z import __version__
 from z2z.app.config import (
     DEFAULT_CONFIG,
-    FIELD_DOCS,
     FIELDS,
     ConfigError,
     GatewayConfig,
+    add_flags,
     build,
     check_file,
     check_settings,
@@ -44,110 +44,7 @@ def _run_parser(sub: Any) -> None:
         metavar="FILE",
         help=f"TOML file with the same keys as these flags ({DEFAULT_CONFIG} if it exists)",
     )
-    p.add_argument("--site", help="this site's name (default: the host name)")
-    p.add_argument(
-        "--interface",
-        action="append",
-        metavar="NAME|ADDRESS",
-        help="link to bridge (repeatable; default: all)",
-    )
-    p.add_argument(
-        "--rendezvous",
-        metavar="URL",
-        help="http://HOST:PORT (OpenDHT proxy) or opendht://HOST:PORT[,HOST:PORT] "
-        "(embedded node); default: embedded node on the public OpenDHT network",
-    )
-    p.add_argument(
-        "--type",
-        action="append",
-        metavar="SERVICE-TYPE",
-        help="service type to export and import, e.g. _ipp._tcp (repeatable)",
-    )
-    p.add_argument("--network", help="deployment name separating gateways sharing a DHT (default z2z)")
-    p.add_argument("--state-dir", metavar="DIR", help="where node identity and sequence numbers live")
-    p.add_argument("--ttl", type=int, help="seconds importers keep a service without news (default 120)")
-    p.add_argument("--refresh", type=float, help="seconds between re-puts of each export (default 40)")
-    p.add_argument(
-        "--anti-entropy",
-        type=float,
-        metavar="SECONDS",
-        help="seconds between full gets that repair missed pushes (default 30)",
-    )
-    p.add_argument(
-        "--max-skew",
-        type=float,
-        metavar="SECONDS",
-        help="tolerated clock difference between sites (default 30)",
-    )
-    p.add_argument(
-        "--flap-half-life",
-        type=float,
-        metavar="SECONDS",
-        help="flap damping: hold a local service changing more than 4 times in about "
-        "this long (default 10; 0 = off)",
-    )
-    p.add_argument("--instance-template", help="name for colliding imports (default '{instance} ({site})')")
-    p.add_argument("--host-template", help="proxied host name (default '{host}-{site}')")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    p.add_argument(
-        "--mdns",
-        choices=["auto", "avahi", "zeroconf"],
-        help="link backend: Avahi over D-Bus, python-zeroconf, or auto (default)",
-    )
-    p.add_argument(
-        "--dns-listen",
-        metavar="ADDR:PORT",
-        help="serve bridged services as unicast DNS-SD here (dig, dns-sd, avahi-browse -d)",
-    )
-    p.add_argument(
-        "--dns-domain",
-        metavar="DOMAIN",
-        help="the DNS-SD domain served with --dns-listen (default z2z.home.arpa.)",
-    )
-    p.add_argument(
-        "--election",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="elect one bridging leader per link and build the leaders' DHT (default on)",
-    )
-    p.add_argument("--rank", type=int, help="leader preference; higher wins (default 0)")
-    p.add_argument(
-        "--dht-port",
-        type=int,
-        metavar="PORT",
-        help="UDP port of the leaders' embedded OpenDHT node (default 4222)",
-    )
-    # Filters (z2z.core.policy).  A bare --export-types / --import-types is an empty list.
-    for key in ("export-types", "import-types"):
-        p.add_argument(f"--{key}", nargs="*", action="extend", metavar="TYPE", help=FIELD_DOCS[key])
-    for key, metavar in (
-        ("deny-types", "TYPE"),
-        ("export-allow", "GLOB"),
-        ("export-deny", "GLOB"),
-        ("import-allow", "GLOB"),
-        ("import-deny", "GLOB"),
-        ("import-from", "SITE"),
-        ("import-never-from", "SITE"),
-    ):
-        p.add_argument(f"--{key}", action="append", metavar=metavar, help=FIELD_DOCS[key] + " Repeatable.")
-    for key in ("metrics-listen", "http-listen"):
-        p.add_argument(f"--{key}", metavar="[ADDR:]PORT", help=FIELD_DOCS[key])
-    # Private networks, trust, address policy, quotas (z2z.core.security, docs/security.md).
-    for key, metavar, repeat in (
-        ("network-secret", "FILE", False),
-        ("site-key", "FILE", False),
-        ("trust", "tofu|explicit", False),
-        ("trusted-sites", "SITE=KEY", True),
-        ("site-allow", "SITE=PREFIX[,PREFIX]", True),
-    ):
-        p.add_argument(
-            f"--{key}",
-            action="append" if repeat else "store",
-            metavar=metavar,
-            help=FIELD_DOCS[key] + (" Repeatable." if repeat else ""),
-        )
-    for key in ("max-services-per-site", "max-bytes-per-site", "max-sites"):
-        p.add_argument(f"--{key}", type=int, metavar="N", help=FIELD_DOCS[key])
+    add_flags(p)  # one flag per setting, from the config table (z2z.app.config.schema)
 
 
 def _key_parsers(sub: Any) -> None:
