@@ -1,4 +1,4 @@
-"""Leader failover on one island (issue 4): three real gateways on campus A, one on B.
+"""Leader failover on one island: three real gateways on campus A, one on B.
 
 Each trial finds the island's leader (the gateway whose status.json says it
 bridges), then either kills it (SIGKILL: a crash, the cable pulled) or stops it

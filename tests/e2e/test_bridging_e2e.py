@@ -2,7 +2,7 @@
 that do not forward multicast, a real two-node OpenDHT network (dhtnode), two real
 `z2z run` processes, a python-zeroconf printer on campus A and a client on B.
 
-This is the proof that issue 2's gateway works; nothing here is simulated.
+This is the proof that the gateway bridges; nothing here is simulated.
 """
 
 from __future__ import annotations

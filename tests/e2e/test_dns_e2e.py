@@ -1,4 +1,4 @@
-"""Unicast DNS-SD from a real gateway, asked with the real `dig` (issue 3, part 2):
+"""Unicast DNS-SD from a real gateway, asked with the real `dig`:
 a printer on campus A, bridged to campus B, is found over plain DNS at B's gateway."""
 
 from __future__ import annotations
