@@ -353,7 +353,7 @@ class Gateway:
             time=self.clock(),
             bridging=bridge.active,
             bridging_via=self.bridging.via,
-            rendezvous=self.config.rendezvous or "",
+            rendezvous=self.config.rendezvous,
             rendezvous_ok=self.bridging.store_ok,
             rendezvous_failing=trouble.failing if trouble is not None else [],
             rendezvous_failures=dict(trouble.counts) if trouble is not None else {},

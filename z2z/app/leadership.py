@@ -11,12 +11,14 @@ to the machine as events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, Protocol
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from z2z.adapters.link.base import LinkBackend
@@ -185,10 +187,11 @@ class Leadership:
         """Hand over at once: goodbye on the link, step down, stop the leaders' DHT node."""
         self.handle(Stopping())
         await self._ops.join()
-        if self._scheduler is not None:
+        if self._scheduler is not None and self._scheduler.running:  # the gateway may have shut it down
             for job in self._jobs:
-                self._scheduler.remove_job(job)
-            self._jobs = []
+                with contextlib.suppress(JobLookupError):
+                    self._scheduler.remove_job(job)
+        self._jobs = []
         await self._tasks.close()
         if self.dht is not None:
             await self.dht.close()

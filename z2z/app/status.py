@@ -64,7 +64,7 @@ class GatewayStatus:
     time: float
     bridging: bool
     bridging_via: str
-    rendezvous: str
+    rendezvous: str | None
     rendezvous_ok: bool
     rendezvous_failing: list[str]
     rendezvous_failures: dict[str, int]

@@ -146,10 +146,10 @@ async def test_two_islands_form_the_leaders_dht_through_the_factory_and_move_bri
     assert ctl_a.store is a.dht and ctl_b.store is b.dht
     assert a.status()["stage"] == b.status()["stage"] == 3
     assert {r.site for r in a.leaders()} == {"campus-b"}
+    scheduler.shutdown(wait=False)  # as Gateway.stop does, before it stops leadership
     await a.stop()
     await b.stop()
     assert not nodes  # both leaders' DHT nodes were closed
-    scheduler.shutdown(wait=False)
 
 
 async def test_a_forged_announcement_is_counted_not_obeyed() -> None:
