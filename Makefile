@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 RUN_ARGS ?=
 FUZZ_RUNS ?= 100000
 
-.PHONY: install run test test-unit lint bench fuzz clean
+.PHONY: install run test test-unit lint bench fuzz clean system pi-check systemd-check
 
 $(BIN)/z2z: pyproject.toml
 	$(PYTHON) -m venv --system-site-packages $(VENV)
@@ -20,11 +20,18 @@ install: $(BIN)/z2z
 run: install
 	$(BIN)/z2z run $(RUN_ARGS)
 
-test: install
+# As root on Debian: first installs the Debian packages the tests drive (a second when
+# nothing is missing), then builds the venv, then runs everything.
+test: system
+	@$(MAKE) --no-print-directory install
 	$(BIN)/ruff check z2z tests bench fuzz
 	$(BIN)/ruff format --check z2z tests bench fuzz
 	$(BIN)/mypy z2z
 	$(BIN)/pytest -q -rs
+
+# The Debian packages the tests need (tests/support/setup-debian.sh; root, idempotent).
+system:
+	@tests/support/setup-debian.sh
 
 test-unit: install
 	$(BIN)/pytest -q -m "not netns"
