@@ -55,5 +55,14 @@ fuzz: install
 		if [ $$rc -ne 0 ]; then tail -40 $$log; rm -f $$log; exit $$rc; fi; \
 	done; rm -f $$log
 
+# Platform checks, not in `make test` (slow; root; Debian roots cached in /var/cache):
+# contrib/z2z.service under systemd as PID 1 (systemd-nspawn), and z2z on arm64 under
+# qemu-user-static.  Results and timings: docs/raspberry-pi.md.
+systemd-check: install
+	$(BIN)/python tests/platform/systemd_check.py
+
+pi-check: install
+	$(BIN)/python tests/platform/pi_check.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
