@@ -5,6 +5,7 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 RUN_ARGS ?=
+PI_ARGS ?=
 FUZZ_RUNS ?= 100000
 
 .PHONY: install run test test-unit lint bench fuzz clean system pi-check systemd-check
@@ -62,7 +63,7 @@ systemd-check: install
 	$(BIN)/python tests/platform/systemd_check.py
 
 pi-check: install
-	$(BIN)/python tests/platform/pi_check.py
+	$(BIN)/python tests/platform/pi_check.py $(PI_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -117,7 +117,7 @@ def enable_binfmt() -> None:
 
 @contextlib.contextmanager
 def mounted(root: Path, binds: Sequence[tuple[Path, str]] = ()) -> Iterator[None]:
-    """/proc, /sys, /dev (+/dev/pts) and a fresh /run in the root, plus read-only binds."""
+    """The root bound onto itself, /proc, /sys, /dev (+/dev/pts), a fresh /run, read-only binds."""
     done: list[Path] = []
 
     def mount(argv: list[str], target: Path) -> None:
@@ -126,6 +126,9 @@ def mounted(root: Path, binds: Sequence[tuple[Path, str]] = ()) -> Iterator[None
         done.append(target)
 
     try:
+        # The root a mount point of its own: `ip netns exec` in a chroot runs
+        # `mount --make-rslave /`, which fails on a plain directory.
+        mount(["mount", "--bind", str(root)], root)
         mount(["mount", "-t", "proc", "proc"], root / "proc")
         mount(["mount", "-t", "sysfs", "sysfs"], root / "sys")
         mount(["mount", "--bind", "/dev"], root / "dev")

@@ -212,6 +212,13 @@ def checks(c: Container, t: Timings, results: list[tuple[str, str]]) -> None:
     probe = f"python3 -c \"import urllib.request as u; u.urlopen('{PROXY}/')\" && echo up"
     wait_for("the dhtnode proxy", lambda: c.sh(probe, check=False).strip() == "up", 30)
 
+    cursor_cmd = "journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'"
+    first_cursor = c.sh(cursor_cmd).strip()
+
+    def journal(since_cursor: str = "") -> str:
+        """z2z's journal lines of this run (the root's journal keeps earlier runs)."""
+        return c.sh(f"journalctl -u z2z --no-pager -o cat --after-cursor='{since_cursor or first_cursor}'")
+
     with t.step("systemctl start z2z: activating until READY=1"):
         t0 = time.monotonic()
         c.sh("systemctl start --no-block z2z")
@@ -233,26 +240,30 @@ def checks(c: Container, t: Timings, results: list[tuple[str, str]]) -> None:
         c.sh("systemctl start z2z")  # a blocking start returns at once now
         ok("start: activating → active (running) after READY=1", f"{' → '.join(states)} in {took:.1f} s")
 
+    link = next((x for x in journal().splitlines() if "link up" in x or "through avahi-daemon" in x), "?")
+    probe = c.sh(
+        "systemd-run --wait --pipe --quiet -p DynamicUser=yes /opt/z2z/bin/python -c "
+        "\"from z2z.adapters.link.avahi import probe_avahi; print(probe_avahi(['host0']))\"",
+        check=False,
+    ).strip()
+    ok("link backend chosen by mdns = auto", f"{link} (probe_avahi as a dynamic user: {probe})")
     status = c.sh("systemctl status z2z --no-pager", check=False)
     line = next((s.strip() for s in status.splitlines() if s.strip().startswith("Status:")), "")
     if not re.match(r'Status: "stage \d, \w+ via ', line):
         raise CheckFailed(f"no status line in systemctl status:\n{status}")
     ok("status line in systemctl status", line)
 
-    def journal(since_cursor: str = "") -> str:
-        return c.sh(
-            "journalctl -u z2z --no-pager -o cat"
-            + (f" --after-cursor='{since_cursor}'" if since_cursor else "")
-        )
-
     with t.step("a printer on the link is exported, sealed with the credential's secret"):
         c.sh(f"systemd-run --unit=z2z-check-printer avahi-publish -s '{PRINTER}' {TYPE} 631 rp=ipp/print")
-        exported = f"'{PRINTER}'"
+        exported = f"export new: '{PRINTER}'"
         wait_for("export of the printer in the journal", lambda: exported in journal(), 60)
         browse = f"z2z browse {TYPE} --rendezvous {PROXY} --network {NETWORK} --json"
-        with_secret = c.sh(f"{browse} --network-secret /etc/z2z/network.secret")
-        if PRINTER not in {e.get("instance") for e in json.loads(with_secret)}:
-            raise CheckFailed(f"z2z browse with the secret does not list the printer: {with_secret}")
+
+        def listed() -> bool:
+            found = c.sh(f"{browse} --network-secret /etc/z2z/network.secret")
+            return PRINTER in {e.get("instance") for e in json.loads(found)}
+
+        wait_for("z2z browse with the secret to list the printer", listed, 30)
         without = c.sh(browse, check=False)
         if PRINTER in without:
             raise CheckFailed("the printer is readable without the network secret")
@@ -283,7 +294,7 @@ def checks(c: Container, t: Timings, results: list[tuple[str, str]]) -> None:
         raise CheckFailed(f"not a DynamicUser state dir: uid {uid}, owner {owner0}, /var/lib/z2z -> {link}")
     ok(
         "DynamicUser with StateDirectory",
-        f"uid {uid} ({owner0.split(':')[0]}), /var/lib/z2z -> {link}, node {node0}",
+        f"main process and state dir: dynamic uid {uid}; /var/lib/z2z -> {link}; node {node0}",
     )
 
     def restarted_after(pid0: str, n0: str) -> Callable[[], bool]:
@@ -311,7 +322,7 @@ def checks(c: Container, t: Timings, results: list[tuple[str, str]]) -> None:
 
     with t.step("kill -STOP → watchdog kill and restart"):
         s = c.show("MainPID", "NRestarts")
-        cursor = c.sh("journalctl -u z2z -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'").strip()
+        cursor = c.sh(cursor_cmd).strip()
         c.sh(f"kill -STOP {s['MainPID']}")
         took = wait_for("watchdog restart", restarted_after(s["MainPID"], s["NRestarts"]), 120, step=0.5)
         sys_log = c.sh(
@@ -331,7 +342,7 @@ def checks(c: Container, t: Timings, results: list[tuple[str, str]]) -> None:
         s = c.show("MainPID", "NRestarts")
         (ROOT / "etc/z2z/z2z.toml").write_text(CONFIG.replace('log-level = "info"', 'log-level = "debug"')
                                                + 'export-deny = ["*private*", "Other *"]\n')  # fmt: skip
-        cursor = c.sh("journalctl -u z2z -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'").strip()
+        cursor = c.sh(cursor_cmd).strip()
         c.sh("systemctl reload z2z")
         wait_for("configuration reloaded", lambda: "configuration reloaded" in journal(cursor), 30)
         after = c.show("MainPID", "NRestarts", "ActiveState")
