@@ -15,7 +15,8 @@ network (a veth, host side up, no address).  Then, against the running systemd:
 - the state directory keeps the node id across both restarts, owned by the dynamic user;
 - the journal has one line per event and no traceback;
 - ``systemctl reload`` re-reads the config (same main PID, "configuration reloaded");
-- ``systemctl stop`` is clean.
+- ``systemctl disable --now`` stops cleanly (tombstones out), and the docs' uninstall
+  leaves nothing behind.
 
 Needs root, debootstrap and systemd-nspawn (Debian: debootstrap systemd-container).
 """
@@ -221,7 +222,7 @@ def checks(c: Container, t: Timings, results: list[tuple[str, str]]) -> None:
 
     with t.step("systemctl start z2z: activating until READY=1"):
         t0 = time.monotonic()
-        c.sh("systemctl start --no-block z2z")
+        c.sh("systemctl enable z2z && systemctl start --no-block z2z")  # docs: systemctl enable --now z2z
         states: list[str] = []
 
         def active() -> bool:
@@ -364,12 +365,31 @@ def checks(c: Container, t: Timings, results: list[tuple[str, str]]) -> None:
         raise CheckFailed("expected event lines (leader, bridging, export) in the journal:\n" + whole)
     ok("journal: one line per event, no traceback", f"{len(lines)} lines from z2z, e.g. {events[:3]}")
 
-    with t.step("systemctl stop"):
-        c.sh("systemctl stop z2z")
+    with t.step("uninstall as the docs say (section 8)"):
+        enabled = c.sh("systemctl is-enabled z2z", check=False).strip()
+        c.sh("systemctl disable --now z2z")
         s = c.show("ActiveState", "Result")
-        if (s["ActiveState"], s["Result"]) != ("inactive", "success"):
-            raise CheckFailed(f"unclean stop: {s}")
-        ok("systemctl stop", "inactive, Result=success")
+        if (enabled, s["ActiveState"], s["Result"]) != ("enabled", "inactive", "success"):
+            raise CheckFailed(f"unclean stop: was {enabled}, now {s}")
+        browse = f"z2z browse {TYPE} --rendezvous {PROXY} --network {NETWORK} --json"
+        left = json.loads(c.sh(f"{browse} --network-secret /etc/z2z/network.secret"))
+        if left:
+            raise CheckFailed(f"still live in the rendezvous after a clean stop: {left}")
+        ok(
+            "systemctl disable --now z2z",
+            "was enabled; inactive, Result=success; its tombstone hides the printer",
+        )
+        c.sh(
+            "rm -rf /etc/systemd/system/z2z.service /etc/systemd/system/z2z.service.d\n"
+            "systemctl daemon-reload\n"
+            "rm -rf /opt/z2z /usr/local/bin/z2z /etc/z2z\n"
+            "rm -rf /var/lib/private/z2z /var/lib/z2z"
+        )
+        gone = c.sh("systemctl status z2z --no-pager 2>&1", check=False).strip()
+        leftovers = c.sh("ls -d /opt/z2z /etc/z2z /var/lib/z2z /var/lib/private/z2z 2>/dev/null", check=False)
+        if "could not be found" not in gone or leftovers.strip():
+            raise CheckFailed(f"uninstall left something: {gone!r} {leftovers!r}")
+        ok("uninstall (docs section 8)", gone.splitlines()[0])
 
 
 def main() -> int:
