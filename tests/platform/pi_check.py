@@ -9,7 +9,8 @@ must find aarch64 wheels of opendht, zeroconf and cryptography), then:
 - Debian's arm64 python3-avahi/dbus/gi and PyPI's aarch64 opendht, zeroconf,
   cryptography import;
 - the pure-core unit tests (tests/unit/core) run under arm64;
-- with ``--testbed`` (as root, under the shared netns lock): a gateway running from
+- with ``--testbed`` (``make pi-check PI_ARGS=--testbed``; it takes the shared netns
+  lock, /tmp/z2z-netns.lock, for that part): a gateway running from
   the arm64 root (chroot inside campus A's gateway namespace) bridges a printer to a
   native gateway on campus B and back, judged by avahi-browse against real
   avahi-daemons, and its RSS is measured with 100 bridged services.
@@ -20,6 +21,7 @@ Needs root, debootstrap, qemu-user-static and binfmt-support.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import sys
 from pathlib import Path
 
@@ -40,6 +42,7 @@ from roots import (
 )
 
 ROOT = Path("/var/cache/z2z-arm64")
+NETNS_LOCK = "/tmp/z2z-netns.lock"  # shared with every netns test run on this machine
 IMPORTS = "import opendht, zeroconf, cryptography, avahi, dbus, gi; print(opendht.__file__)"
 
 
@@ -120,8 +123,11 @@ def main() -> int:
             sys.path.insert(0, str(REPO / "tests"))
             from pi_testbed import run_on_testbed
 
-            with t.step("arm64 gateway on the netns testbed"):
-                run_on_testbed(ROOT, results)
+            with open(NETNS_LOCK, "a") as lock:
+                say(f"== waiting for {NETNS_LOCK} (netns tests run one at a time on this machine)")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                with t.step("arm64 gateway on the netns testbed"):
+                    run_on_testbed(ROOT, results)
     except CheckFailed as exc:
         say(f"FAIL: {exc}")
         return 1
