@@ -273,6 +273,15 @@ def checks(c: Container, t: Timings, results: list[tuple[str, str]]) -> None:
         rss = c.sh(f"sed -n 's/^VmRSS: *//p' /proc/{pid}/status").strip()
         status = c.show("StatusText")["StatusText"]
         ok("memory and status with one export", f"VmRSS {rss}; Status: {status}")
+        ticks = "awk '{print $14 + $15}' /proc/" + pid + "/stat"
+        cpu0, t0 = int(c.sh(ticks)), time.monotonic()
+        time.sleep(20)
+        cpu1, t1 = int(c.sh(ticks)), time.monotonic()
+        hz = int(c.sh("getconf CLK_TCK"))
+        ok(
+            "CPU while bridging one service",
+            f"{100 * (cpu1 - cpu0) / hz / (t1 - t0):.1f} % of one core over 20 s",
+        )
         denied = c.sh(
             "systemd-run --wait --pipe --quiet -p DynamicUser=yes /opt/z2z/bin/z2z run --config "
             "/etc/z2z/z2z.toml --network-secret /etc/z2z/network.secret 2>&1; echo exit=$?",
