@@ -240,7 +240,7 @@ async def run_gateway(config: GatewayConfig, args: argparse.Namespace | None = N
             print(f"z2z: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     try:
-        link = open_link(config.mdns, config.interface)
+        link = open_link(config.mdns, config.interface, config.subtypes)
     except LinkError as exc:
         print(f"z2z: {exc}", file=sys.stderr)
         return EXIT_LINK
@@ -319,12 +319,16 @@ def query(args: argparse.Namespace) -> int:
             print(
                 f"{e.service.instance:40} {e.site:20} {e.service.port:>5}  " + " ".join(e.service.addresses)
             )
+            if e.service.subtypes:
+                print(f"{'':40}   subtypes: " + " ".join(e.service.subtypes))
     else:
         for e in envs:
             s = e.service
             print(f"{s.instance}.{s.type} (site {e.site}) can be reached at {s.host}.local.:{s.port}")
             print(f"  addresses: {' '.join(s.addresses)}")
             print("  TXT: " + " ".join(t.decode("utf-8", errors="backslashreplace") for t in s.txt))
+            if s.subtypes:
+                print(f"  subtypes: {' '.join(f'{sub}._sub.{s.type}' for sub in s.subtypes)}")
     return 0
 
 

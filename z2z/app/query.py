@@ -78,6 +78,7 @@ def as_json(env: Envelope) -> dict[str, object]:
         "port": s.port,
         "addresses": list(s.addresses),
         "txt": [t.decode("utf-8", errors="backslashreplace") for t in s.txt],
+        "subtypes": list(s.subtypes),
         "seq": env.seq,
         "expires": env.expires(),
     }

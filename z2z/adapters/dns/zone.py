@@ -157,7 +157,7 @@ class DnsSdZone:
                 log.debug("zone %s: skipping %r: %s", self.domain, svc, exc)
                 rejected += 1
                 continue
-            svc = Service(stype, svc.instance, svc.host, svc.port, svc.txt, addresses)
+            svc = Service(stype, svc.instance, svc.host, svc.port, svc.txt, addresses, svc.subtypes)
             chosen[(stype, svc.instance.encode("utf-8").lower())] = svc  # last one wins
 
         if _bump:

@@ -10,6 +10,7 @@ from z2z.app.config.checks import LOG_LEVELS, ConfigError
 from z2z.app.config.files import check_file, load_file, render_reference
 from z2z.app.config.schema import (
     DEFAULT_CONFIG,
+    DEFAULT_SUBTYPES,
     DEFAULT_TYPES,
     FIELD_DOCS,
     FIELDS,
@@ -29,6 +30,7 @@ from z2z.app.config.schema import (
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "DEFAULT_SUBTYPES",
     "DEFAULT_TYPES",
     "FIELDS",
     "FIELD_DOCS",

@@ -14,7 +14,7 @@ from typing import Any
 
 from z2z.core.errors import Z2zError
 from z2z.core.policy import WILDCARD
-from z2z.core.records import RecordError, normalize_type
+from z2z.core.records import RecordError, normalize_type, parse_subtype
 from z2z.core.security import SecurityError, format_public_key, parse_public_key
 from z2z.core.wire.envelope import valid_site
 
@@ -95,6 +95,18 @@ def types(key: str, v: Any) -> tuple[str, ...]:
         )
     except RecordError as exc:
         raise ConfigError(f"{key}: {exc}") from None
+
+
+def subtypes(key: str, v: Any) -> tuple[str, ...]:
+    """Subtype names, ``_universal._sub._ipp._tcp``; kept as ``<label>._sub.<bare type>``."""
+    out: list[str] = []
+    for name in texts(key, v):
+        try:
+            label, service_type = parse_subtype(name)
+        except RecordError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        out.append(f"{label}._sub.{service_type}")
+    return tuple(dict.fromkeys(out))
 
 
 def patterns(key: str, v: Any) -> tuple[str, ...]:

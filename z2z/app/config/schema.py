@@ -37,6 +37,17 @@ from z2z.core.wire.envelope import valid_site
 
 DEFAULT_CONFIG = "/etc/z2z/z2z.toml"  # read when it exists and no --config is given
 DEFAULT_TYPES = ("_ipp._tcp", "_ipps._tcp", "_printer._tcp", "_pdl-datastream._tcp", "_daap._tcp")
+# Subtypes clients browse for (sources in docs/protocol.md): AirPrint's _universal (iOS),
+# IPP Everywhere's _print, CUPS's _cups, Bonjour Printing's _printer web pages.
+DEFAULT_SUBTYPES = (
+    "_universal._sub._ipp._tcp",
+    "_universal._sub._ipps._tcp",
+    "_print._sub._ipp._tcp",
+    "_print._sub._ipps._tcp",
+    "_cups._sub._ipp._tcp",
+    "_cups._sub._ipps._tcp",
+    "_printer._sub._http._tcp",
+)
 PUBLIC_BOOTSTRAP = "bootstrap.jami.net:4222"
 
 
@@ -124,6 +135,18 @@ class GatewayConfig:
         doc=(
             "Service types bridged both ways (export and import) unless `export-types` / "
             '`import-types` say otherwise; `"*"` = every type seen on the link.'
+        ),
+    )
+    subtypes: tuple[str, ...] = setting(
+        default=DEFAULT_SUBTYPES,
+        check=c.subtypes,
+        flag="append",
+        metavar="SUB._sub.TYPE",
+        doc=(
+            "DNS-SD subtypes (`<label>._sub.<type>`) browsed on the link, so that each instance's "
+            "subtypes are learned, carried and re-announced with it (mDNS cannot list an instance's "
+            "subtypes; subtypes the link announces unasked are learned too with the zeroconf "
+            "backend); `[]` = none."
         ),
     )
     network: str = setting(
