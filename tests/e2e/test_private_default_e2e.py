@@ -1,4 +1,4 @@
-"""Private by default (issue 13), on the namespace testbed with a real two-node dhtnode.
+"""Private by default, on the namespace testbed with a real two-node dhtnode.
 
 Gateways started as the quick start says (no secret, no ``--public``) each make a
 private network of their own and do not bridge; after ``z2z invite`` on A and

@@ -1,4 +1,4 @@
-"""Private by default (issue 13): the state-dir secret, `z2z invite`, `z2z join`, `--public`.
+"""Private by default: the state-dir secret, `z2z invite`, `z2z join`, `--public`.
 
 The commands run as real processes (exit status, stderr lines, files and modes are
 what an admin sees); the rules themselves are also checked in-process.

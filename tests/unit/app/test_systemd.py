@@ -50,7 +50,7 @@ def test_unit_asks_for_what_the_issue_says() -> None:
     assert int(s["WatchdogSec"][0]) > 0
     assert s["ExecStart"] == ["/opt/z2z/bin/z2z run"]
     assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
-    # the private network's secret reaches the dynamic user as a credential (issue 13)
+    # the private network's secret reaches the dynamic user as a systemd credential
     assert s["LoadCredential"] == ["network.secret:/var/lib/z2z/network.secret"]
     assert [v.partition(":")[0] for v in s["SetCredential"]] == ["network.secret"]
 
