@@ -39,6 +39,7 @@ def _start(tb: Testbed, host: str, url: str) -> Proc:
             "-m",
             "z2z",
             "run",
+            "--public",
             "--site",
             "campus-a" if host != "b-gw" else "campus-b",
             "--interface",

@@ -41,6 +41,7 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, as_
             "-m",
             "z2z",
             "run",
+            "--public",
             "--site",
             site,
             "--interface",

@@ -47,6 +47,7 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, mdn
             "-m",
             "z2z",
             "run",
+            "--public",
             "--site",
             site,
             "--interface",

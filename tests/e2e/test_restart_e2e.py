@@ -29,6 +29,7 @@ def start(tb: Testbed, host: str, site: str, url: str) -> Proc:
             "-m",
             "z2z",
             "run",
+            "--public",
             "--site",
             site,
             "--interface",

@@ -25,6 +25,7 @@ def run_gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str)
             "-m",
             "z2z",
             "run",
+            "--public",
             "--site",
             site,
             "--interface",

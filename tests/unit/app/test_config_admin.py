@@ -166,7 +166,9 @@ async def test_reload_keeps_what_is_still_allowed(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(logging.getLogger(), "level", logging.getLogger().level)  # reload sets it
     dht = MemoryDht()
     cfgs = [
-        build({}, {"site": s, "type": (T,), "state-dir": str(tmp_path / s), "election": False})
+        build(
+            {}, {"site": s, "type": (T,), "state-dir": str(tmp_path / s), "election": False, "public": True}
+        )
         for s in ("campus-a", "campus-b")
     ]
     a, b = (Gateway(c, MemoryLink(), MemoryRendezvous(dht)) for c in cfgs)

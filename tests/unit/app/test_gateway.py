@@ -23,7 +23,16 @@ def pair(tmp_path: Path):  # type: ignore[no-untyped-def]
     dht = MemoryDht()
     gws = []
     for site in ("campus-a", "campus-b"):
-        cfg = build({}, {"site": site, "type": (T,), "state-dir": str(tmp_path / site), "election": False})
+        cfg = build(
+            {},
+            {
+                "site": site,
+                "type": (T,),
+                "state-dir": str(tmp_path / site),
+                "election": False,
+                "public": True,
+            },
+        )
         gws.append(Gateway(cfg, MemoryLink(), MemoryRendezvous(dht)))
     return dht, gws[0], gws[1]
 

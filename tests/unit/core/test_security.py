@@ -644,8 +644,9 @@ def test_cli_keygen_show_key_and_bad_secret(tmp_path: Path) -> None:
             "run", "--site", "x", "--state-dir", str(state), "--network-secret", str(secret)
         )
         assert rc == 2 and err.count("\n") == 1 and needle in err and "Traceback" not in err
-    rc, out, err = run_cli("run", "--site", "x", "--state-dir", str(state), "--trust", "explicit")
-    assert rc == 2 and "network-secret" in err
+    # signed values exist only in a private network: explicit trust in the open mode is refused
+    rc, out, err = run_cli("run", "--site", "x", "--state-dir", str(state), "--trust", "explicit", "--public")
+    assert rc == 2 and "public" in err and err.count("\n") == 1
 
 
 def test_trust_and_allow_config_keys(tmp_path: Path) -> None:

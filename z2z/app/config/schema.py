@@ -381,9 +381,19 @@ class GatewayConfig:
         check=c.text,
         metavar="FILE",
         doc=(
-            "File holding the network secret (`z2z keygen --out FILE`): DHT keys derived with HMAC, "
-            "every value sealed and signed. Same file on every gateway of the network. See "
-            "docs/security.md."
+            "File holding the network secret: DHT keys derived with HMAC, every value sealed and "
+            "signed. Default: systemd's `$CREDENTIALS_DIRECTORY/network.secret` when present, else "
+            "`network.secret` in `state-dir`, made on first start (`z2z invite` / `z2z join CODE` "
+            "share it). See docs/security.md."
+        ),
+    )
+    public: bool = setting(  # the open mode, only when asked for (z2z.app.membership)
+        default=False,
+        check=c.boolean,
+        flag="bool",
+        doc=(
+            "The open mode: no secret, DHT keys anyone can compute, values unsealed and unsigned, so "
+            "anyone on the DHT can read this network's services and inject new ones. Off by default."
         ),
     )
     site_key: str | None = setting(
@@ -523,11 +533,10 @@ def build(file_settings: Mapping[str, Any], flag_settings: Mapping[str, Any]) ->
         raise ConfigError("type: at least one service type is needed (in export-types or import-types)")
     if not valid_site(cfg.site):
         raise ConfigError(f"site: {cfg.site!r} is not a valid site name; pass --site")
-    if cfg.network_secret is None and (cfg.trust == "explicit" or cfg.trusted_sites):
-        raise ConfigError(
-            "trust, trusted-sites: values are only signed in a private network; "
-            "give network-secret (make one with z2z keygen)"
-        )
+    if cfg.public and cfg.network_secret is not None:
+        raise ConfigError("public, network-secret: a network is either public or private, not both")
+    if cfg.public and (cfg.trust == "explicit" or cfg.trusted_sites):
+        raise ConfigError("trust, trusted-sites: values are only signed in a private network; drop public")
     if cfg.trust == "explicit" and not cfg.trusted_sites:
         raise ConfigError("trust = explicit imports nothing without trusted-sites")
     return cfg
