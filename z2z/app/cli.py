@@ -104,6 +104,10 @@ def _run_parser(sub: Any) -> None:
         metavar="DOMAIN",
         help="the DNS-SD domain served with --dns-listen (default z2z.home.arpa.)",
     )
+    p.add_argument("--dns-prefixes", action="append", metavar="PREFIX", help=FIELD_DOCS["dns-prefixes"])
+    p.add_argument(
+        "--dns-local", action=argparse.BooleanOptionalAction, default=None, help=FIELD_DOCS["dns-local"]
+    )
     p.add_argument(
         "--election",
         action=argparse.BooleanOptionalAction,

@@ -83,6 +83,8 @@ class GatewayConfig:
     mdns: str = "auto"
     dns_listen: str | None = None
     dns_domain: str = "z2z.home.arpa."
+    dns_prefixes: tuple[str, ...] = ()  # () = the prefixes of `interface` (z2z.adapters.dns.prefixes)
+    dns_local: bool = False
     election: bool = True
     rank: int = 0
     dht_port: int = 4222
@@ -180,6 +182,13 @@ def _domain(key: str, v: Any) -> str:
     if not all(re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", lbl) for lbl in labels):
         raise ConfigError(f"{key}: {v!r} is not a DNS domain name")
     return v.rstrip(".") + "."
+
+
+def _prefixes(key: str, v: Any) -> tuple[str, ...]:
+    try:
+        return tuple(dict.fromkeys(str(ipaddress.ip_network(p.strip(), strict=False)) for p in _strs(key, v)))
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _site(key: str, v: Any) -> str:
@@ -330,6 +339,8 @@ FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "mdns": _choice("auto", "avahi", "zeroconf"),
     "dns-listen": _listen,
     "dns-domain": _domain,
+    "dns-prefixes": _prefixes,
+    "dns-local": _bool,
     "election": _bool,
     "rank": _number(-(2**31), 2**31 - 1, int),
     "dht-port": _number(1, 65535, int),
@@ -463,6 +474,11 @@ FIELD_DOCS: dict[str, str] = {
     "(Avahi when it runs on the system bus for this network namespace).",
     "dns-listen": "Also serve bridged services as unicast DNS-SD on `ADDR:PORT` (UDP and TCP).",
     "dns-domain": "The DNS-SD domain served with `dns-listen`.",
+    "dns-prefixes": "Subnets whose clients find `dns-domain` by themselves (RFC 6763 §11: `b`/`db`/`lb` "
+    "`._dns-sd._udp` PTRs under each prefix's reverse-mapping domain). Default: the prefixes of "
+    "`interface` (link-local and loopback left out).",
+    "dns-local": "Also serve this link's own services (of the bridged types) with `dns-listen` "
+    "(RFC 8766 discovery proxy), not only the imported ones.",
     "election": "Elect one bridging leader per link and build the leaders' DHT (`--no-election`: "
     "bridge at once through the rendezvous).",
     "rank": "Leader preference within an island; higher wins.",

@@ -29,12 +29,13 @@ from typing import Any
 import ifaddr
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from z2z.adapters.dns import DnsSdServer, DnsSdZone, parse_listen
+from z2z.adapters.dns import DnsSdServer
 from z2z.adapters.link.base import DynamicBrowsing, LinkBackend, LinkError
 from z2z.adapters.rendezvous.base import DhtValue, ListenHandle, Rendezvous, RendezvousError
 from z2z.app import keys as key_store
 from z2z.app import state as state_store
 from z2z.app.config import GatewayConfig
+from z2z.app.dnsfront import dns_services, make_dns_server
 from z2z.app.leadership import GATEWAY_TYPE, Leadership
 from z2z.app.systemd import ServiceNotifier
 from z2z.app.web import HttpServer, json_body, render_status_html
@@ -276,8 +277,7 @@ class Gateway:
             else:
                 log.warning('this link backend cannot enumerate types: "*" bridges only the named types')
         if self.config.dns_listen:
-            host, port = parse_listen(self.config.dns_listen)
-            self.dns = DnsSdServer(DnsSdZone(self.config.dns_domain, self.bridge.catalogue()), host, port)
+            self.dns = make_dns_server(self.config, self.bridge)
             try:
                 await self.dns.start()
             except OSError as exc:
@@ -679,7 +679,7 @@ class Gateway:
         """Rebuild the DNS-SD zone once per burst of changes (called soon after them)."""
         self._dns_dirty = False
         if self.dns is not None:
-            self.dns.zone.update(self.bridge.catalogue())
+            self.dns.zone.update(dns_services(self.config, self.bridge))
 
     def _execute(self, actions: list[Action]) -> None:
         if self.dns is not None and not self._dns_dirty:
