@@ -167,3 +167,98 @@ def test_a_client_with_only_a_dns_server_finds_the_domain(testbed: Testbed) -> N
             timeout=20,
         )
         assert all(r.split(";")[-1] == DOMAIN.rstrip(".") for r in rows if r.startswith("+")), rows
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def unbound_snippet() -> str:
+    """The Unbound snippet of docs/dns-sd.md, with the testbed's addresses in place of the doc's."""
+    text = (REPO / "docs" / "dns-sd.md").read_text()
+    block = text.split("<!-- BEGIN unbound snippet")[1].split("<!-- END unbound snippet")[0]
+    body = block.split("```text\n")[1].split("```")[0]
+    replaced = (
+        body.replace("10.88.2.2", B_GW)
+        .replace("0.2.88.10.in-addr.arpa", "0.2.77.10.in-addr.arpa")
+        .replace("2.0.0.0.8.8.d.f.ip6.arpa", "2.0.0.0.7.7.d.f.ip6.arpa")
+    )
+    assert "88" not in replaced, "docs/dns-sd.md's Unbound snippet changed: update the substitutions"
+    return replaced
+
+
+def start_unbound(tb: Testbed, host: str = "rb") -> Proc:
+    """A real Unbound on campus B's router: its own config file, in the foreground, no root hints
+    used (nothing but the stub zones resolves here), no machine-wide service touched."""
+    node = tb.node(host)
+    d = tb.workdir / f"unbound-{host}"
+    d.mkdir()
+    conf = d / "unbound.conf"
+    conf.write_text(
+        "server:\n"
+        f"    interface: {node.ipv4}\n"
+        "    port: 53\n"
+        "    access-control: 10.77.0.0/16 allow\n"
+        "    do-daemonize: no\n"
+        '    username: ""\n'
+        '    chroot: ""\n'
+        f'    directory: "{d}"\n'
+        f'    pidfile: "{d}/unbound.pid"\n'
+        "    use-syslog: no\n"
+        '    logfile: ""\n'
+        "    verbosity: 1\n"
+        '    module-config: "iterator"\n'
+        "remote-control:\n"
+        "    control-enable: no\n"
+        "\n" + unbound_snippet()
+    )
+    tb.node(host).run("unbound-checkconf", str(conf))
+    proc = tb.spawn(host, ["unbound", "-d", "-c", str(conf)], name=f"{host}-unbound")
+    proc.wait_line(r"start of service", timeout=15, stream="stderr")
+    return proc
+
+
+@needs_avahi
+@needs_unbound
+def test_clients_of_a_real_unbound_browse_and_resolve_remote_services(testbed: Testbed) -> None:
+    """Unbound forwards (stub zones from docs/dns-sd.md) the domain and the §11 names to the
+    gateway; dig and avahi-browse -d, asking only Unbound, find campus A's printer."""
+    tb = testbed
+    resolver = tb.node("rb").ipv4
+    start_unbound(tb)
+    with resolv_conf(tb, "b-client", f"nameserver {resolver}\n"):
+        avahi = tb.start_avahi("b-client", wide_area=True)
+        start_gateways(tb)
+        start_printer(tb, "a-printer", "Campus Printer", "10.77.1.10")
+        # §11 through the resolver: the client knows nothing but its DNS server
+        assert dig(tb, "b-client", resolver, "PTR", f"b.{REV4_B}") == [DOMAIN]
+        assert dig(tb, "b-client", resolver, "PTR", f"lb.{REV6_B}") == [DOMAIN]
+        instance = f"Campus\\032Printer.{T}.{DOMAIN}"
+        poll(
+            "PTR through Unbound",
+            lambda: dig(tb, "b-client", resolver, "PTR", f"{T}.{DOMAIN}"),
+            lambda got: got == [instance],
+            timeout=30,
+        )
+        [srv] = dig(tb, "b-client", resolver, "SRV", instance)
+        assert srv.split()[2:] == ["631", f"printer-campus-a-z2z.{DOMAIN}"]
+        assert dig(tb, "b-client", resolver, "TXT", instance) == ['"rp=ipp/print"']
+        assert dig(tb, "b-client", resolver, "A", f"printer-campus-a-z2z.{DOMAIN}") == ["10.77.1.10"]
+        # the resolver's answers carry no AA: they really came through Unbound
+        out = tb.node("b-client").run("dig", f"@{resolver}", "PTR", f"{T}.{DOMAIN}")
+        assert "flags: qr rd ra;" in out.stdout, out.stdout
+        rows = poll(
+            "avahi-browse -d through Unbound",
+            lambda: [";".join(r) for r in avahi_browse(tb, "b-client", avahi.env, "-r", "-d", DOMAIN, T)],
+            lambda rows: any(r.startswith("=") for r in rows),
+            timeout=30,
+        )
+        fields = next(r for r in rows if r.startswith("=")).split(";")
+        assert fields[3] == "Campus\\032Printer" and fields[5] == DOMAIN.rstrip(".")
+        assert fields[6] == f"printer-campus-a-z2z.{DOMAIN.rstrip('.')}"
+        assert (fields[7], fields[8]) == ("10.77.1.10", "631")
+        assert '"rp=ipp/print"' in fields[9]
+        rows = [
+            ";".join(r)
+            for r in avahi_browse(tb, "b-client", avahi.env, "-D", "-d", REV4_B[len("_dns-sd._udp.") :])
+        ]
+        assert any(r.startswith("+") and r.endswith(";" + DOMAIN.rstrip(".")) for r in rows), rows
