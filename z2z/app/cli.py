@@ -200,6 +200,13 @@ def _query_parsers(sub: Any) -> None:
         p.add_argument("--network", default="z2z", help="z2z network name (default z2z)")
         p.add_argument("--network-secret", metavar="FILE", help="the private network's secret file")
         p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=20.0,
+            metavar="SECONDS",
+            help="give up after this long, leaders' DHT included (default 20)",
+        )
         if name == "resolve":
             p.add_argument("instance", help="instance name, e.g. 'Campus Printer'")
         p.add_argument("type", help="service type, e.g. _ipp._tcp")
@@ -382,7 +389,7 @@ async def run_gateway(config: GatewayConfig, args: argparse.Namespace | None = N
 def query(args: argparse.Namespace) -> int:
     """`z2z browse` / `z2z resolve`: read the rendezvous directly, print what is live."""
     from z2z.adapters.rendezvous.base import RendezvousError
-    from z2z.app.query import as_json, fetch
+    from z2z.app.query import Progress, as_json, fetch
     from z2z.core.records import RecordError, normalize_type
 
     try:
@@ -402,13 +409,29 @@ def query(args: argparse.Namespace) -> int:
         except KeyFileError as exc:
             print(f"z2z: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+    if not 1.0 <= args.timeout <= 600:
+        print("z2z: --timeout must be between 1 and 600 seconds", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def run_query() -> Any:
+        progress = Progress(lambda text: print(text, file=sys.stderr, flush=True))
+        progress.start()
+        try:
+            return await fetch(
+                args.rendezvous, args.network, service_type, secret, budget=args.timeout, progress=progress
+            )
+        finally:
+            progress.stop()
+
     try:
-        found = asyncio.run(fetch(args.rendezvous, args.network, service_type, secret))
+        found = asyncio.run(run_query())
     except RendezvousError as exc:
         print(
             f"z2z: cannot read the rendezvous {args.rendezvous or 'public OpenDHT'}: {exc}", file=sys.stderr
         )
         return EXIT_RENDEZVOUS
+    for warning in found.warnings:
+        print(warning, file=sys.stderr)
     envs = found.envelopes
     if args.command == "resolve":
         envs = [e for e in envs if e.service.instance == args.instance]
