@@ -176,18 +176,25 @@ async def fetch(
     type_key = codec.type_key(service_type)
     step(f"z2z: asking the rendezvous {url or 'public OpenDHT'}...")
     rendezvous = open_rendezvous(url)
+    warnings: list[str] = []
     try:
         async with asyncio.timeout(max(0.1, deadline - loop.time() - CLOSE_RESERVE)):
             await rendezvous.start()
             values = [v.data for v in await rendezvous.get(type_key)]
-            registry = [v.data for v in await rendezvous.get(codec.leaders_key())] if follow_leaders else []
+            registry: list[bytes] = []
+            if follow_leaders:
+                try:
+                    registry = [v.data for v in await rendezvous.get(codec.leaders_key())]
+                except RendezvousError as exc:  # the services answered: show them, say what is missing
+                    warnings.append(f"z2z: cannot read the leaders registry ({exc}); leaders' DHT skipped")
     except TimeoutError:
         raise RendezvousError(f"no answer within {budget:g} s") from None
     finally:
         await rendezvous.close()
     sources = ["rendezvous"]
-    warnings: list[str] = []
-    structure, contacts, _bad = leaders_dht_contacts(registry, codec, time.time())
+    structure, contacts, bad = leaders_dht_contacts(registry, codec, time.time())
+    if bad:
+        log.info("leaders registry: %d value(s) that are not leader records of this network", bad)
     if contacts:
         left = deadline - loop.time() - CLOSE_RESERVE
         step(f"z2z: reading the leaders' DHT (structure {structure}) via {', '.join(contacts)}...")

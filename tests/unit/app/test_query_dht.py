@@ -161,3 +161,21 @@ async def test_browse_follows_the_registry_into_a_real_leaders_dht(dht_network: 
     assert [(e.site, e.service.instance, e.service.port) for e in found.envelopes] == [
         ("campus-a", "Printer", 631)
     ]
+
+
+async def test_an_unreadable_registry_still_shows_the_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    codec = Codec("z2z")
+    dht = MemoryDht()
+    env = Envelope("z2z", "campus-a", "00" * 8, 1, time.time(), 120, False, SVC)
+    dht.values[codec.type_key(T)] = {1: protocol.encode(env)}
+
+    class NoRegistry(MemoryRendezvous):
+        async def get(self, key: bytes) -> list[Any]:
+            if key == codec.leaders_key():
+                raise query.RendezvousError("HTTP 500")
+            return await super().get(key)
+
+    monkeypatch.setattr(query, "open_rendezvous", lambda url: NoRegistry(dht))
+    found = await fetch("http://x:1", "z2z", T, budget=5.0)
+    assert [e.service.instance for e in found.envelopes] == ["Printer"]
+    assert found.warnings == ("z2z: cannot read the leaders registry (HTTP 500); leaders' DHT skipped",)
