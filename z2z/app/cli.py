@@ -123,6 +123,13 @@ def _query_parsers(sub: Any) -> None:
         p.add_argument("--network", help="z2z network name (default: as for run)")
         _membership_args(p, public=True)
         p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=20.0,
+            metavar="SECONDS",
+            help="give up after this long, leaders' DHT included (default 20)",
+        )
         if name == "resolve":
             p.add_argument("instance", help="instance name, e.g. 'Campus Printer'")
         p.add_argument("type", help="service type, e.g. _ipp._tcp")
@@ -370,7 +377,7 @@ def query_network(args: argparse.Namespace) -> tuple[str, bytes | None]:
 def query(args: argparse.Namespace) -> int:
     """`z2z browse` / `z2z resolve`: read the rendezvous directly, print what is live."""
     from z2z.adapters.rendezvous.base import RendezvousError
-    from z2z.app.query import as_json, fetch
+    from z2z.app.query import Progress, as_json, fetch
     from z2z.core.records import RecordError, normalize_type
 
     try:
@@ -382,13 +389,29 @@ def query(args: argparse.Namespace) -> int:
         print(f"z2z: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    if not 1.0 <= args.timeout <= 600:
+        print("z2z: --timeout must be between 1 and 600 seconds", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def run_query() -> Any:
+        progress = Progress(lambda text: print(text, file=sys.stderr, flush=True))
+        progress.start()
+        try:
+            return await fetch(
+                args.rendezvous, network, service_type, secret, budget=args.timeout, progress=progress
+            )
+        finally:
+            progress.stop()
+
     try:
-        found = asyncio.run(fetch(args.rendezvous, network, service_type, secret))
+        found = asyncio.run(run_query())
     except RendezvousError as exc:
         print(
             f"z2z: cannot read the rendezvous {args.rendezvous or 'public OpenDHT'}: {exc}", file=sys.stderr
         )
         return EXIT_RENDEZVOUS
+    for warning in found.warnings:
+        print(warning, file=sys.stderr)
     envs = found.envelopes
     if args.command == "resolve":
         envs = [e for e in envs if e.service.instance == args.instance]

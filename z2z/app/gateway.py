@@ -19,7 +19,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from z2z.adapters.dns import DnsSdServer, DnsSdZone, parse_listen
+from z2z.adapters.dns import DnsSdServer
 from z2z.adapters.link.base import DynamicBrowsing, LinkBackend, LinkError
 from z2z.adapters.link.net import all_addresses, contact_address
 from z2z.adapters.rendezvous import EmbeddedRendezvous
@@ -28,6 +28,7 @@ from z2z.app import keys as key_store
 from z2z.app import state as state_store
 from z2z.app.bridging import Bridging
 from z2z.app.config import GatewayConfig, reload_diff
+from z2z.app.dnsfront import dns_services, make_dns_server
 from z2z.app.leadership import LeadersDht, Leadership
 from z2z.app.status import GatewayStatus, LeaderStatus, ServiceStatus, write_status_file
 from z2z.app.systemd import ServiceNotifier
@@ -160,8 +161,7 @@ class Gateway:
             else:
                 log.warning('this link backend cannot enumerate types: "*" bridges only the named types')
         if self.config.dns_listen:
-            host, port = parse_listen(self.config.dns_listen)
-            self.dns = DnsSdServer(DnsSdZone(self.config.dns_domain, self.bridge.catalogue()), host, port)
+            self.dns = make_dns_server(self.config, self.bridge)
             try:
                 await self.dns.start()
             except OSError as exc:
@@ -328,7 +328,7 @@ class Gateway:
     def _refresh_zone(self) -> None:
         self._zone_dirty = False
         if self.dns is not None:
-            self.dns.zone.update(self.bridge.catalogue())
+            self.dns.zone.update(dns_services(self.config, self.bridge))
 
     # -- state and status ----------------------------------------------------
 

@@ -77,6 +77,14 @@ def domain(key: str, v: Any) -> str:
     return v.rstrip(".") + "."
 
 
+def prefixes(key: str, v: Any) -> tuple[str, ...]:
+    """IP prefixes (``10.88.2.0/24``, ``2001:db8::/64``), normalised, duplicates dropped."""
+    try:
+        return tuple(dict.fromkeys(str(ipaddress.ip_network(p.strip(), strict=False)) for p in texts(key, v)))
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
 def site_name(key: str, v: Any) -> str:
     v = text(key, v)
     if not valid_site(v):

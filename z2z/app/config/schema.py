@@ -257,6 +257,26 @@ class GatewayConfig:
         metavar="DOMAIN",
         doc="The DNS-SD domain served with `dns-listen`.",
     )
+    dns_prefixes: tuple[str, ...] = setting(  # () = the prefixes of `interface` (z2z.adapters.dns.prefixes)
+        default=(),
+        check=c.prefixes,
+        flag="append",
+        metavar="PREFIX",
+        doc=(
+            "Subnets whose clients find `dns-domain` by themselves (RFC 6763 §11: `b`/`db`/`lb` "
+            "`._dns-sd._udp` PTRs under each prefix's reverse-mapping domain). Default: the prefixes of "
+            "`interface` (link-local and loopback left out)."
+        ),
+    )
+    dns_local: bool = setting(
+        default=False,
+        check=c.boolean,
+        flag="bool",
+        doc=(
+            "Also serve this link's own services (of the bridged types) with `dns-listen` "
+            "(RFC 8766 discovery proxy), not only the imported ones."
+        ),
+    )
     election: bool = setting(
         default=True,
         check=c.boolean,
