@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -54,6 +55,24 @@ class TaskSet:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def stoppable_job(job: Callable[[], Awaitable[None]]) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A periodic job that ends quietly when the scheduler is shut down under it.
+
+    APScheduler's asyncio executor cancels the jobs still running when the gateway
+    stops it; a job waiting on the network (a DHT lookup, a full get) then sees
+    `CancelledError`, which is the stop, not a failure worth a traceback.
+    """
+
+    @functools.wraps(job)
+    async def run() -> None:
+        try:
+            await job()
+        except asyncio.CancelledError:
+            log.debug("job %s cut short by the stop", getattr(job, "__qualname__", job))
+
+    return run
 
 
 class KeyedSerial:

@@ -29,6 +29,7 @@ from z2z.app import state as state_store
 from z2z.app.bridging import Bridging
 from z2z.app.config import GatewayConfig, reload_diff
 from z2z.app.dnsfront import dns_services, make_dns_server
+from z2z.app.executors import stoppable_job
 from z2z.app.leadership import LeadersDht, Leadership
 from z2z.app.status import GatewayStatus, LeaderStatus, ServiceStatus, write_status_file
 from z2z.app.systemd import ServiceNotifier
@@ -211,7 +212,7 @@ class Gateway:
         # second return at once instead of apscheduler warning at every round.
         every = self.config.anti_entropy
         scheduler.add_job(
-            self.bridging.anti_entropy_job,
+            stoppable_job(self.bridging.anti_entropy_job),
             "interval",
             seconds=every,
             coalesce=True,

@@ -24,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from z2z.adapters.link.base import LinkBackend
 from z2z.adapters.rendezvous import RendezvousError, parse_bootstrap
 from z2z.adapters.rendezvous.base import Rendezvous
-from z2z.app.executors import TaskSet
+from z2z.app.executors import TaskSet, stoppable_job
 from z2z.app.health import StoreHealth
 from z2z.core.records import Service
 from z2z.core.security import Codec
@@ -179,7 +179,9 @@ class Leadership:
             (self._dht_status, DHT_STATUS_EVERY),
             (self._probe_rendezvous, RENDEZVOUS_PROBE_EVERY),
         ):
-            self._jobs.append(scheduler.add_job(job, "interval", seconds=every, coalesce=True).id)
+            self._jobs.append(
+                scheduler.add_job(stoppable_job(job), "interval", seconds=every, coalesce=True).id
+            )
         self.handle(Started())
         self._registry_report(Store.RENDEZVOUS, True, "", "get")  # Gateway.start() just reached it
 
