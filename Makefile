@@ -5,9 +5,10 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 RUN_ARGS ?=
+PI_ARGS ?=
 FUZZ_RUNS ?= 100000
 
-.PHONY: install run test test-unit lint bench fuzz clean
+.PHONY: install run test test-unit lint bench fuzz clean system pi-check systemd-check
 
 $(BIN)/z2z: pyproject.toml
 	$(PYTHON) -m venv --system-site-packages $(VENV)
@@ -20,11 +21,18 @@ install: $(BIN)/z2z
 run: install
 	$(BIN)/z2z run $(RUN_ARGS)
 
-test: install
+# As root on Debian: first installs the Debian packages the tests drive (a second when
+# nothing is missing), then builds the venv, then runs everything.
+test: system
+	@$(MAKE) --no-print-directory install
 	$(BIN)/ruff check z2z tests bench fuzz
 	$(BIN)/ruff format --check z2z tests bench fuzz
 	$(BIN)/mypy z2z
 	$(BIN)/pytest -q -rs
+
+# The Debian packages the tests need (tests/support/setup-debian.sh; root, idempotent).
+system:
+	@tests/support/setup-debian.sh
 
 test-unit: install
 	$(BIN)/pytest -q -m "not netns"
@@ -47,6 +55,15 @@ fuzz: install
 		grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb|plain run)' $$log; \
 		if [ $$rc -ne 0 ]; then tail -40 $$log; rm -f $$log; exit $$rc; fi; \
 	done; rm -f $$log
+
+# Platform checks, not in `make test` (slow; root; Debian roots cached in /var/cache):
+# contrib/z2z.service under systemd as PID 1 (systemd-nspawn), and z2z on arm64 under
+# qemu-user-static.  Results and timings: docs/raspberry-pi.md.
+systemd-check: install
+	$(BIN)/python tests/platform/systemd_check.py
+
+pi-check: install
+	$(BIN)/python tests/platform/pi_check.py $(PI_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

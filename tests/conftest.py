@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from support import ci_skips
 from support.testbed import Testbed, skip_reason
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under CI=true a skipped test fails, naming what is missing (support/ci_skips.py)."""
+    if not config.pluginmanager.is_registered(ci_skips):
+        config.pluginmanager.register(ci_skips, "z2z-ci-skips")
+
 
 # --- testbed: two campuses on network namespaces (tests/support/testbed.py) -----------------
 

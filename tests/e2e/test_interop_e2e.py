@@ -60,7 +60,7 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, mdns: str, *extr
         host,
         [sys.executable, str(GATEWAY), "--mdns", mdns, "run", "--site", site, "--interface", "lan0",
          "--rendezvous", rendezvous, "--type", T, "--state-dir", str(state), "--log-level", "debug",
-         "--no-election", "--subtypes", SUB, "--subtypes", "_print._sub._ipp._tcp", *extra],
+         "--no-election", "--public", "--subtypes", SUB, "--subtypes", "_print._sub._ipp._tcp", *extra],
         name=f"{host}-z2z",
         env=env,
     )  # fmt: skip
@@ -161,7 +161,16 @@ def test_names_and_subtypes_cross_intact(testbed: Testbed, mdns: str) -> None:
 
     # What the DHT holds, read with `z2z browse`: the subtypes learned on A.
     out = tb.node("b-client").run(
-        sys.executable, "-m", "z2z", "browse", "--rendezvous", dht.proxy_urls[1], "--json", T, timeout=60
+        sys.executable,
+        "-m",
+        "z2z",
+        "browse",
+        "--public",
+        "--rendezvous",
+        dht.proxy_urls[1],
+        "--json",
+        T,
+        timeout=60,
     )
     stored = {f["instance"]: f["subtypes"] for f in json.loads(out.stdout) if f["site"] == "campus-a"}
     for name in NAMES:

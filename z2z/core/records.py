@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from dnslib import AAAA, PTR, QTYPE, RR, SRV, TXT, A, DNSBuffer, DNSError, DNSLabel, DNSRecord
 
+from z2z.core.errors import Z2zError
+
 LOCAL_DOMAIN = "local."
 MAX_LABEL = 63
 # Subtypes per service carried at most (a DHT value must stay small); real devices have 1-3.
@@ -25,8 +27,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SERVICE_TYPE = re.compile(r"^_[A-Za-z0-9](?:[A-Za-z0-9-]{0,13}[A-Za-z0-9])?\._(?:tcp|udp)$")
 
 
-class RecordError(ValueError):
+class RecordError(Z2zError, ValueError):
     """A service or DNS message that z2z refuses to carry."""
+
+    default_reason = "bad-record"
 
 
 @dataclass(frozen=True, slots=True)

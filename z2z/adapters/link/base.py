@@ -14,13 +14,16 @@ import logging
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
+from z2z.core.errors import Z2zError
 from z2z.core.records import MAX_SUBTYPES, RecordError, Service, check_subtype, parse_subtype, subtype_set
 
 log = logging.getLogger(__name__)
 
 
-class LinkError(RuntimeError):
+class LinkError(Z2zError, RuntimeError):
     """The link backend cannot do what was asked (no such interface, daemon gone...)."""
+
+    default_reason = "link"
 
 
 class LinkListener(Protocol):

@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from z2z.core.errors import Z2zError
 from z2z.core.records import RecordError, Service, decode_service, encode_service, normalize_type
 
 # Version 2 adds subtype PTRs (``<sub>._sub.<type>``) to the DNS message.  A value
@@ -30,12 +31,11 @@ _NODE = re.compile(r"^[0-9a-f]{16}$")
 _FIELDS = {"z2z", "net", "site", "node", "seq", "ts", "ttl", "gone", "type", "dns", "sig"}
 
 
-class ProtocolError(ValueError):
+class ProtocolError(Z2zError, ValueError):
     """A DHT value that is not a valid z2z envelope; `reason` is a short counter name."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason, reason)
 
 
 def valid_site(site: str) -> bool:
