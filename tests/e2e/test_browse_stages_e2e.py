@@ -39,6 +39,7 @@ def test_browse_and_resolve_find_a_printer_put_only_in_the_leaders_dht(testbed: 
                 "-m",
                 "z2z",
                 "run",
+                "--public",
                 "--site",
                 site,
                 "--interface",
@@ -83,7 +84,7 @@ def test_browse_and_resolve_find_a_printer_put_only_in_the_leaders_dht(testbed: 
     runs: list[float] = []
     while not found and time.monotonic() - appeared < 10:
         t0 = time.monotonic()
-        code, out, err = z2z(tb, "browse", "--rendezvous", dht.proxy_urls[1], "--json", T)
+        code, out, err = z2z(tb, "browse", "--public", "--rendezvous", dht.proxy_urls[1], "--json", T)
         runs.append(time.monotonic() - t0)
         assert code == 0, err
         found = [f for f in json.loads(out) if f["instance"] == "Late Printer"]
@@ -98,7 +99,7 @@ def test_browse_and_resolve_find_a_printer_put_only_in_the_leaders_dht(testbed: 
     # ...and campus B's link shows it too (the gateways bridge it)
     watch.wait_event(matching("up", instance="Late Printer"), timeout=10)
 
-    code, out, err = z2z(tb, "resolve", "--rendezvous", dht.proxy_urls[1], "Late Printer", T)
+    code, out, err = z2z(tb, "resolve", "--public", "--rendezvous", dht.proxy_urls[1], "Late Printer", T)
     assert code == 0, err
     assert "Late Printer._ipp._tcp (site campus-a)" in out and ":631" in out
     assert "addresses: 10.77.1.10" in out
@@ -106,7 +107,7 @@ def test_browse_and_resolve_find_a_printer_put_only_in_the_leaders_dht(testbed: 
 
     # nothing reachable: one line on stderr, exit 3, within the budget
     t0 = time.monotonic()
-    code, out, err = z2z(tb, "browse", "--rendezvous", "http://10.77.0.1:9", "--timeout", "5", T)
+    code, out, err = z2z(tb, "browse", "--public", "--rendezvous", "http://10.77.0.1:9", "--timeout", "5", T)
     assert code == 3 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("z2z: cannot read the rendezvous"), err
     assert time.monotonic() - t0 < 10
