@@ -12,6 +12,9 @@ Benchmarks:
   services (root).
 * ``dns``      — `bench.dns_throughput`: queries/s of the unicast DNS-SD server beside
   dnslib's stock server (dnsperf when installed, else a built-in load generator).
+* ``freshness`` — `bench.dns_freshness`: announcement on campus A → first unicast DNS
+  answer that includes it on campus B (dig at the gateway, dig through Unbound,
+  avahi-browse -d), and goodbye → gone (root).
 * ``simulate`` — `bench.simulate`: the stage machine at 10,000 gateways / 1,000
   islands (simulated time).
 * ``formation``, ``failover`` — `bench.formation`, `bench.failover`: the stages with
@@ -41,7 +44,7 @@ from typing import Any
 from bench.common import REPO, environment
 
 DOC = REPO / "docs" / "performance.md"
-NAMES = ("latency", "memory", "dns", "simulate", "formation", "failover", "soak")
+NAMES = ("latency", "memory", "dns", "freshness", "simulate", "formation", "failover", "soak")
 SIM_GATEWAYS, SIM_ISLANDS = 10_000, 1_000
 
 
@@ -88,6 +91,13 @@ def run_dns(a: argparse.Namespace) -> tuple[str, Any]:
     return dns_throughput.markdown(out), out
 
 
+def run_freshness(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import dns_freshness
+
+    out = dns_freshness.run(trials=a.freshness_trials)
+    return dns_freshness.markdown(out), out
+
+
 def run_simulate(a: argparse.Namespace) -> tuple[str, Any]:
     from bench import simulate
 
@@ -125,6 +135,7 @@ RUNNERS: dict[
         run_dns,
         lambda a: f"python -m bench.dns_throughput --trials {a.dns_trials} --duration {a.dns_duration:g}",
     ),
+    "freshness": (run_freshness, lambda a: f"python -m bench.dns_freshness --trials {a.freshness_trials}"),
     "simulate": (
         run_simulate,
         lambda a: f"python -m bench.simulate --gateways {SIM_GATEWAYS} --islands {SIM_ISLANDS}",
@@ -165,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--soak-seconds", type=float, default=300.0, help="length of the soak (default 300)")
     p.add_argument("--dns-trials", type=int, default=5)
     p.add_argument("--dns-duration", type=float, default=3.0, help="seconds per dnsperf trial")
+    p.add_argument("--freshness-trials", type=int, default=10, help="DNS freshness trials (default 10)")
     p.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     p.add_argument("--json", type=Path, help="also write every result here")
     a = p.parse_args(argv)

@@ -187,7 +187,7 @@ def unbound_snippet() -> str:
     return replaced
 
 
-def start_unbound(tb: Testbed, host: str = "rb") -> Proc:
+def start_unbound(tb: Testbed, host: str = "rb", extra: str = "") -> Proc:
     """A real Unbound on campus B's router: its own config file, in the foreground, no root hints
     used (nothing but the stub zones resolves here), no machine-wide service touched."""
     node = tb.node(host)
@@ -210,7 +210,7 @@ def start_unbound(tb: Testbed, host: str = "rb") -> Proc:
         '    module-config: "iterator"\n'
         "remote-control:\n"
         "    control-enable: no\n"
-        "\n" + unbound_snippet()
+        "\n" + unbound_snippet() + extra
     )
     tb.node(host).run("unbound-checkconf", str(conf))
     proc = tb.spawn(host, ["unbound", "-d", "-c", str(conf)], name=f"{host}-unbound")
@@ -263,3 +263,51 @@ def test_clients_of_a_real_unbound_browse_and_resolve_remote_services(testbed: T
             for r in avahi_browse(tb, "b-client", avahi.env, "-D", "-d", REV4_B[len("_dns-sd._udp.") :])
         ]
         assert any(r.startswith("+") and r.endswith(";" + DOMAIN.rstrip(".")) for r in rows), rows
+
+
+REV4_C = "_dns-sd._udp.0.3.77.10.in-addr.arpa."  # campus C's subnet, 10.77.3.0/24
+
+
+@needs_avahi
+@needs_unbound
+def test_another_subnet_browses_campus_bs_own_printer_by_unicast_dns_only(tb3: Testbed) -> None:
+    """`dns-local = true` (RFC 8766 discovery proxy): campus C has no gateway; its client asks
+    only the campus resolver (Unbound on B's router) and finds B's *local* printer."""
+    tb = tb3
+    tb.add_host("b-printer", "b", 10)
+    resolver = tb.node("rb").ipv4
+    c_stubs = (
+        "server:\n"
+        f'    local-zone: "{REV4_C}" transparent\n'
+        f'    domain-insecure: "{REV4_C}"\n'
+        "stub-zone:\n"
+        f'    name: "{REV4_C}"\n'
+        f"    stub-addr: {B_GW}\n"
+    )
+    start_unbound(tb, extra=c_stubs)
+    with resolv_conf(tb, "c-client", f"nameserver {resolver}\n"):
+        avahi = tb.start_avahi("c-client", wide_area=True)
+        prefixes = ("--dns-prefixes", "10.77.2.0/24", "--dns-prefixes", "10.77.3.0/24")
+        start_gateways(tb, ("--dns-local", *prefixes))
+        start_printer(tb, "b-printer", "Local Printer", "10.77.2.10")
+        assert dig(tb, "c-client", resolver, "PTR", f"b.{REV4_C}") == [DOMAIN]
+        instance = f"Local\\032Printer.{T}.{DOMAIN}"
+        poll(
+            "B's local printer through Unbound",
+            lambda: dig(tb, "c-client", resolver, "PTR", f"{T}.{DOMAIN}"),
+            lambda got: got == [instance],
+            timeout=30,
+        )
+        [srv] = dig(tb, "c-client", resolver, "SRV", instance)
+        assert srv.split()[2:] == ["631", f"printer.{DOMAIN}"]
+        assert dig(tb, "c-client", resolver, "A", f"printer.{DOMAIN}") == ["10.77.2.10"]
+        rows = poll(
+            "avahi-browse -d on campus C",
+            lambda: [";".join(r) for r in avahi_browse(tb, "c-client", avahi.env, "-r", "-d", DOMAIN, T)],
+            lambda rows: any(r.startswith("=") for r in rows),
+            timeout=30,
+        )
+        fields = next(r for r in rows if r.startswith("=")).split(";")
+        assert fields[3] == "Local\\032Printer" and (fields[7], fields[8]) == ("10.77.2.10", "631")
+        # and not by mDNS: nothing crosses the routers, and C runs no gateway
+        assert not [r for r in avahi_browse(tb, "c-client", avahi.env, "-r", T) if r[0] == "="]
