@@ -130,7 +130,7 @@ def start_gateways(
         if host in avahis:
             env.update(avahis[host].env)
         argv = [
-            sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
+            sys.executable, "-m", "z2z", "run", "--public", "--site", site, "--interface", "lan0",
             "--rendezvous", url, "--type", service_type, "--network", network,
             "--state-dir", str(tb.workdir / f"state-{host}"), "--log-level", log_level, *setup.args,
         ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Leader failover on one island (issue 4): three real gateways on campus A, one on B.
+"""Leader failover on one island: three real gateways on campus A, one on B.
 
 Each trial finds the island's leader (the gateway whose status.json says it
 bridges), then either kills it (SIGKILL: a crash, the cable pulled) or stops it
@@ -26,7 +26,9 @@ from bench.common import Proc, Testbed, environment, summary
 
 T = "_ipp._tcp"
 HOSTS = ("a-gw", "a-gw2", "a-gw3")
-_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO z2z: bridging _ipp\._tcp for site")
+_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO z2z\.app\.bridging: bridging _ipp\._tcp for site"
+)
 
 
 def _start(tb: Testbed, host: str, url: str) -> Proc:
@@ -37,6 +39,7 @@ def _start(tb: Testbed, host: str, url: str) -> Proc:
             "-m",
             "z2z",
             "run",
+            "--public",
             "--site",
             "campus-a" if host != "b-gw" else "campus-b",
             "--interface",

@@ -1,4 +1,4 @@
-"""Formation at scale with real processes: ≥ 60 gateways in 20 islands (issue 4).
+"""Formation at scale with real processes: ≥ 60 gateways in 20 islands.
 
 Each island is one campus LAN of the namespace testbed with one printer and three
 gateways (three addresses on one host's ``lan0``, run by `bench.multigw` in one

@@ -334,7 +334,7 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
         )
     lines += [
         "",
-        "All times in milliseconds. Target (issue 2): p50 ≤ 1000 ms and p95 ≤ 2000 ms, both directions.",
+        "All times in milliseconds. Target: p50 ≤ 1000 ms and p95 ≤ 2000 ms, both directions.",
     ]
     staged = [r for r in results if "stages" in r]
     if staged:

@@ -36,6 +36,7 @@ async def main(args: argparse.Namespace) -> int:
                 "type": args.type,
                 "state-dir": f"{args.state_root}/{i}",
                 "dht-port": 4222 + i,
+                "public": True,  # as before private networks became the default
             }
         )
         gateways.append(Gateway(build({}, flags), ZeroconfLink([address]), open_rendezvous(args.rendezvous)))

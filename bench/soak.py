@@ -48,8 +48,9 @@ LIAR_PORT = 8090
 
 def _gateway(tb: Testbed, host: str, site: str, url: str) -> Proc:
     proc = tb.spawn(host, [
-        sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0", "--no-election",
-        "--rendezvous", url, "--type", SERVICE_TYPE, "--state-dir", str(tb.workdir / f"state-{host}"),
+        sys.executable, "-m", "z2z", "run", "--public", "--site", site, "--interface", "lan0",
+        "--no-election", "--rendezvous", url, "--type", SERVICE_TYPE,
+        "--state-dir", str(tb.workdir / f"state-{host}"),
         "--anti-entropy", "3", "--log-level", "info",
     ], name=f"{host}-z2z")  # fmt: skip
     proc.wait_line(r"bridging ", timeout=30, stream="stderr")

@@ -32,7 +32,7 @@ SERVICES = [
     Service("_ipp._tcp", "Dotted.Name \\ x", "printer", 632, (), ("10.1.0.9",)),
     Service("_daap._tcp", "Music", "nas", 3689, (b"x" * 200,) * 10, ("10.1.0.20",)),
 ]
-ZONE = DnsSdZone("z2z.home.arpa.", SERVICES)
+ZONE = DnsSdZone("z2z.home.arpa.", SERVICES, browse_prefixes=("10.1.0.0/24", "2001:db8::/64"))
 
 
 def one_input(data: bytes) -> None:

@@ -41,6 +41,7 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, as_
             "-m",
             "z2z",
             "run",
+            "--public",
             "--site",
             site,
             "--interface",
@@ -55,7 +56,7 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, as_
         name=f"{host}-z2z",
         env=env,
     )
-    proc.wait_line(r"INFO z2z: bridging", timeout=30, stream="stderr")
+    proc.wait_line(r"INFO z2z\.app\.bridging: bridging", timeout=30, stream="stderr")
     return proc
 
 

@@ -38,8 +38,9 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str) -> Proc:
     state = tb.workdir / f"state-{host}"
     proc = tb.spawn(
         host,
-        [sys.executable, str(GATEWAY), "--mdns", "avahi", "run", "--site", site, "--interface", "lan0",
-         "--rendezvous", rendezvous, "--type", T, "--state-dir", str(state), "--log-level", "debug"],
+        [sys.executable, str(GATEWAY), "--mdns", "avahi", "run", "--public", "--site", site,
+         "--interface", "lan0", "--rendezvous", rendezvous, "--type", T, "--state-dir", str(state),
+         "--log-level", "debug"],
         name=f"{host}-z2z",
         env=tb.avahis[host].env,
     )  # fmt: skip

@@ -2,7 +2,7 @@
 that do not forward multicast, a real two-node OpenDHT network (dhtnode), two real
 `z2z run` processes, a python-zeroconf printer on campus A and a client on B.
 
-This is the proof that issue 2's gateway works; nothing here is simulated.
+This is the proof that the gateway bridges; nothing here is simulated.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, lea
             "-m",
             "z2z",
             "run",
+            "--public",
             "--site",
             site,
             "--interface",
@@ -157,7 +158,7 @@ def test_two_gateways_on_one_link_never_reexport(testbed: Testbed) -> None:
     else:
         where = dht.proxy_urls[0]
     out = tb.node("b-client").run(
-        sys.executable, "-m", "z2z", "browse", "--rendezvous", where, "--json", T, timeout=60
+        sys.executable, "-m", "z2z", "browse", "--public", "--rendezvous", where, "--json", T, timeout=60
     )
     found = json.loads(out.stdout)
     assert {(f["site"], f["instance"]) for f in found} == {

@@ -1,4 +1,4 @@
-"""Unicast DNS-SD from a real gateway, asked with the real `dig` (issue 3, part 2):
+"""Unicast DNS-SD from a real gateway, asked with the real `dig`:
 a printer on campus A, bridged to campus B, is found over plain DNS at B's gateway."""
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def test_dig_finds_the_remote_printer_at_bs_gateway(testbed: Testbed) -> None:
                 "-m",
                 "z2z",
                 "run",
+                "--public",
                 "--site",
                 site,
                 "--interface",
@@ -116,6 +117,7 @@ def test_avahi_wide_area_browsing_finds_the_remote_printer(testbed: Testbed) -> 
                     "-m",
                     "z2z",
                     "run",
+                    "--public",
                     "--site",
                     site,
                     "--interface",

@@ -47,6 +47,7 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, mdn
             "-m",
             "z2z",
             "run",
+            "--public",
             "--site",
             site,
             "--interface",
@@ -166,7 +167,7 @@ def test_hostile_names_and_flapping_services(testbed: Testbed, backend: str) -> 
     log = gw_a.stderr()
     assert "Traceback" not in log
     assert log.count("keeps changing") >= 1
-    assert log.count("WARNING z2z: rejected a record (bad-local-service)") == 1
+    assert log.count("WARNING z2z.app.bridging: rejected a record (bad-local-service)") == 1
     print(
         f"hostile link ({backend}): {len(valid)} valid names bridged, refused {doc['rejected']}, "
         f"{time.time() - t_start:.0f} s"

@@ -41,6 +41,7 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, election: bool =
             "-m",
             "z2z",
             "run",
+            "--public",
             "--site",
             site,
             "--interface",
@@ -69,7 +70,9 @@ def warnings_once_per_condition(log: str) -> Counter[str]:
     A condition is logged again only if it came back after the proxy worked in
     between (a "works again" line naming it).
     """
-    warned = Counter(re.findall(r"WARNING z2z\.rendezvous\.proxy: OpenDHT proxy \S+: ([^(]+?) \(", log))
+    warned = Counter(
+        re.findall(r"WARNING z2z\.adapters\.rendezvous\.proxy: OpenDHT proxy \S+: ([^(]+?) \(", log)
+    )
     recovered = Counter(
         re.findall(
             r"(?:after |, )([^,()×]+?) ×",

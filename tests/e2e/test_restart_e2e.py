@@ -1,4 +1,4 @@
-"""Issue 5, faults: `kill -9` a gateway and restart it on the namespace testbed.
+"""Faults: `kill -9` a gateway and restart it on the namespace testbed.
 
 It must come back with the same node identity and a sequence number above
 everything it issued before (state dir, atomic writes), must not re-announce a
@@ -29,6 +29,7 @@ def start(tb: Testbed, host: str, site: str, url: str) -> Proc:
             "-m",
             "z2z",
             "run",
+            "--public",
             "--site",
             site,
             "--interface",

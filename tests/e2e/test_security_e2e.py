@@ -2,7 +2,7 @@
 
 Campuses a and b run gateways with the same network secret; campus c runs one
 with another secret.  a's printer must reach b; c's printer must reach nobody,
-c must see nothing, `z2z browse` without the secret must find nothing, and
+c must see nothing, `z2z browse --public` (no secret) must find nothing, and
 values that c (or anyone) injects under the network's keys must be refused
 and counted by b.
 """
@@ -149,7 +149,7 @@ def test_private_network_bridges_members_only(tb3: Testbed) -> None:
     # z2z browse: with the secret, the network's services; without, nothing at all
     found = browse(tb, "b-client", dht.proxy_urls[1], "--network-secret", str(good))
     assert [(f["site"], f["instance"]) for f in found] == [("campus-a", "Campus Printer")]
-    assert browse(tb, "b-client", dht.proxy_urls[1]) == []
+    assert browse(tb, "b-client", dht.proxy_urls[1], "--public") == []
     found = browse(tb, "c-client", dht.proxy_urls[0], "--network-secret", str(other))
     assert [(f["site"], f["instance"]) for f in found] == [("campus-c", "Evil Printer")]
 

@@ -42,6 +42,7 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str) -> Proc:
             "-m",
             "z2z",
             "run",
+            "--public",
             "--site",
             site,
             "--interface",

@@ -1,4 +1,4 @@
-"""Issue 4 on the namespace testbed: elections and the leaders' own DHT, with real
+"""On the namespace testbed: elections and the leaders' own DHT, with real
 `z2z run` processes, real mDNS and a real two-node dhtnode rendezvous."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def run_gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str)
             "-m",
             "z2z",
             "run",
+            "--public",
             "--site",
             site,
             "--interface",

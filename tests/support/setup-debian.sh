@@ -26,6 +26,7 @@ packages=(
     util-linux          # unshare, mount, setpriv
     procps              # pgrep
     dnsutils            # dig, for the unicast DNS front end
+    unbound             # a real campus resolver in front of the DNS front end (own config, in a namespace)
     systemd             # systemd-analyze verify for contrib/z2z.service
     chromium            # headless browser test of the status page
     python3             # Debian's python3 (3.11); the venv sees its system packages

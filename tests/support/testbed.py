@@ -29,7 +29,7 @@ Typical use (see ``tests/conftest.py`` for the ``testbed`` fixture)::
     printer = tb.spawn_tool("a-printer", "mdns_printer", "--name", "Campus Printer")
     printer.wait_event("registered")
     watch = tb.spawn_tool("b-client", "mdns_watch", "--type", "_ipp._tcp")
-    gw = tb.spawn("a-gw", [sys.executable, "-m", "z2z", "run", ...])
+    gw = tb.spawn("a-gw", [sys.executable, "-m", "z2z", "run", "--public", ...])
     up = watch.wait_event(lambda e: e["event"] == "up", timeout=15)
     tb.restart_dht(down_for=2)                    # rendezvous down and back (values lost)
     avahi = tb.start_avahi("b-gw")                # private avahi-daemon + D-Bus on b-gw

@@ -264,7 +264,7 @@ class _Errors(logging.Handler):
 @given(data=st.binary(max_size=600) | mutated(QUERY) | dns_queries(), limit=st.sampled_from([512, 65535]))
 def test_dns_answer_never_raises(data: bytes, limit: int) -> None:
     errors = _Errors()
-    logger = logging.getLogger("z2z.adapters.dns.server")
+    logger = logging.getLogger("z2z.adapters.dns.zone")
     logger.addHandler(errors)
     try:
         out = ZONE.answer(data, limit)

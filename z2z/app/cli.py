@@ -20,10 +20,10 @@ from typing import Any
 from z2z import __version__
 from z2z.app.config import (
     DEFAULT_CONFIG,
-    FIELD_DOCS,
     FIELDS,
     ConfigError,
     GatewayConfig,
+    add_flags,
     build,
     check_file,
     check_settings,
@@ -44,121 +44,39 @@ def _run_parser(sub: Any) -> None:
         metavar="FILE",
         help=f"TOML file with the same keys as these flags ({DEFAULT_CONFIG} if it exists)",
     )
-    p.add_argument("--site", help="this site's name (default: the host name)")
-    p.add_argument(
-        "--interface",
-        action="append",
-        metavar="NAME|ADDRESS",
-        help="link to bridge (repeatable; default: all)",
-    )
-    p.add_argument(
-        "--rendezvous",
-        metavar="URL",
-        help="http://HOST:PORT (OpenDHT proxy) or opendht://HOST:PORT[,HOST:PORT] "
-        "(embedded node); default: embedded node on the public OpenDHT network",
-    )
-    p.add_argument(
-        "--type",
-        action="append",
-        metavar="SERVICE-TYPE",
-        help="service type to export and import, e.g. _ipp._tcp (repeatable)",
-    )
-    p.add_argument("--network", help="deployment name separating gateways sharing a DHT (default z2z)")
-    p.add_argument("--state-dir", metavar="DIR", help="where node identity and sequence numbers live")
-    p.add_argument("--ttl", type=int, help="seconds importers keep a service without news (default 120)")
-    p.add_argument("--refresh", type=float, help="seconds between re-puts of each export (default 40)")
-    p.add_argument(
-        "--anti-entropy",
-        type=float,
-        metavar="SECONDS",
-        help="seconds between full gets that repair missed pushes (default 30)",
-    )
-    p.add_argument(
-        "--max-skew",
-        type=float,
-        metavar="SECONDS",
-        help="tolerated clock difference between sites (default 30)",
-    )
-    p.add_argument(
-        "--flap-half-life",
-        type=float,
-        metavar="SECONDS",
-        help="flap damping: hold a local service changing more than 4 times in about "
-        "this long (default 10; 0 = off)",
-    )
-    p.add_argument("--instance-template", help="name for colliding imports (default '{instance} ({site})')")
-    p.add_argument("--host-template", help="proxied host name (default '{host}-{site}')")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    p.add_argument(
-        "--mdns",
-        choices=["auto", "avahi", "zeroconf"],
-        help="link backend: Avahi over D-Bus, python-zeroconf, or auto (default)",
-    )
-    p.add_argument(
-        "--dns-listen",
-        metavar="ADDR:PORT",
-        help="serve bridged services as unicast DNS-SD here (dig, dns-sd, avahi-browse -d)",
-    )
-    p.add_argument(
-        "--dns-domain",
-        metavar="DOMAIN",
-        help="the DNS-SD domain served with --dns-listen (default z2z.home.arpa.)",
-    )
-    p.add_argument(
-        "--election",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="elect one bridging leader per link and build the leaders' DHT (default on)",
-    )
-    p.add_argument("--rank", type=int, help="leader preference; higher wins (default 0)")
-    p.add_argument(
-        "--dht-port",
-        type=int,
-        metavar="PORT",
-        help="UDP port of the leaders' embedded OpenDHT node (default 4222)",
-    )
-    # Filters (z2z.core.policy).  A bare --export-types / --import-types is an empty list.
-    for key in ("export-types", "import-types"):
-        p.add_argument(f"--{key}", nargs="*", action="extend", metavar="TYPE", help=FIELD_DOCS[key])
-    for key, metavar in (
-        ("deny-types", "TYPE"),
-        ("export-allow", "GLOB"),
-        ("export-deny", "GLOB"),
-        ("import-allow", "GLOB"),
-        ("import-deny", "GLOB"),
-        ("import-from", "SITE"),
-        ("import-never-from", "SITE"),
-    ):
-        p.add_argument(f"--{key}", action="append", metavar=metavar, help=FIELD_DOCS[key] + " Repeatable.")
-    for key in ("metrics-listen", "http-listen"):
-        p.add_argument(f"--{key}", metavar="[ADDR:]PORT", help=FIELD_DOCS[key])
-    # Private networks, trust, address policy, quotas (z2z.core.security, docs/security.md).
-    for key, metavar, repeat in (
-        ("network-secret", "FILE", False),
-        ("site-key", "FILE", False),
-        ("trust", "tofu|explicit", False),
-        ("trusted-sites", "SITE=KEY", True),
-        ("site-allow", "SITE=PREFIX[,PREFIX]", True),
-    ):
-        p.add_argument(
-            f"--{key}",
-            action="append" if repeat else "store",
-            metavar=metavar,
-            help=FIELD_DOCS[key] + (" Repeatable." if repeat else ""),
-        )
-    for key in ("max-services-per-site", "max-bytes-per-site", "max-sites"):
-        p.add_argument(f"--{key}", type=int, metavar="N", help=FIELD_DOCS[key])
+    add_flags(p)  # one flag per setting, from the config table (z2z.app.config.schema)
 
 
 def _key_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "keygen",
-        help="make a new network secret (private network)",
-        description="Write a new random network secret to FILE (mode 0600). Give the "
-        "same file to every gateway of the network: z2z run --network-secret FILE",
+        help="make a new network secret (a new private network, or a rotation)",
+        description="Write a new random network secret (mode 0600), by default where this gateway "
+        "reads its own (network-secret, else network.secret in the state dir). With --force over an "
+        "existing one (a rotation) the network name is kept; then give every gateway the new secret "
+        "(z2z invite here, z2z join --force CODE there).",
     )
-    p.add_argument("--out", metavar="FILE", required=True, help="where to write the secret")
-    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    p.add_argument("--out", metavar="FILE", help="where to write the secret (default: the gateway's)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing secret")
+    p.add_argument("--network", help="network name to store with the secret (default: keep the old one)")
+    _membership_args(p)
+    p = sub.add_parser(
+        "invite",
+        help="print a join code for another gateway (makes this one's secret if missing)",
+        description="Print a join code carrying this gateway's network secret and network name "
+        "(its last line of output). The code IS the secret: send it only over a channel you trust. "
+        "On the new gateway, before its first start: z2z join CODE",
+    )
+    _membership_args(p)
+    p = sub.add_parser(
+        "join",
+        help="make this gateway a member of another gateway's private network",
+        description="Store the secret and network name of a join code (from z2z invite) where "
+        "z2z run reads them (mode 0600). A bad code changes nothing (exit status 2).",
+    )
+    p.add_argument("code", help="the join code printed by z2z invite")
+    p.add_argument("--force", action="store_true", help="replace a different existing network secret")
+    _membership_args(p)
     p = sub.add_parser(
         "show-key",
         help="print this site's public signing key (for trusted-sites)",
@@ -168,6 +86,15 @@ def _key_parsers(sub: Any) -> None:
     p.add_argument("--state-dir", metavar="DIR", help="the gateway's state directory (default as for run)")
     p.add_argument("--site-key", metavar="FILE", help="the key file (default: site.key in the state dir)")
     p.add_argument("--config", metavar="FILE", help="take state-dir and site-key from this config file")
+
+
+def _membership_args(p: argparse.ArgumentParser, *, public: bool = False) -> None:
+    """Which gateway's network: a config file, a state dir or a secret file (as for run)."""
+    p.add_argument("--config", metavar="FILE", help=f"the gateway's config file (default {DEFAULT_CONFIG})")
+    p.add_argument("--state-dir", metavar="DIR", help="the gateway's state directory (default as for run)")
+    p.add_argument("--network-secret", metavar="FILE", help="the secret file (default as for run)")
+    if public:
+        p.add_argument("--public", action="store_true", default=None, help="the open mode (no secret)")
 
 
 def _check_parser(sub: Any) -> None:
@@ -193,9 +120,16 @@ def _query_parsers(sub: Any) -> None:
     ):
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.add_argument("--rendezvous", metavar="URL", help="as for run (default: the public OpenDHT network)")
-        p.add_argument("--network", default="z2z", help="z2z network name (default z2z)")
-        p.add_argument("--network-secret", metavar="FILE", help="the private network's secret file")
+        p.add_argument("--network", help="z2z network name (default: as for run)")
+        _membership_args(p, public=True)
         p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=20.0,
+            metavar="SECONDS",
+            help="give up after this long, leaders' DHT included (default 20)",
+        )
         if name == "resolve":
             p.add_argument("instance", help="instance name, e.g. 'Campus Printer'")
         p.add_argument("type", help="service type, e.g. _ipp._tcp")
@@ -228,7 +162,7 @@ def _alive(pid: object) -> bool:
 def show_status(args: argparse.Namespace) -> int:
     """Print the status document a running gateway keeps in its state dir."""
     from z2z.app.config import default_state_dir
-    from z2z.app.gateway import STATUS_FILE
+    from z2z.app.status import STATUS_FILE
 
     path = config_path(args)
     state_dir = args.state_dir or (load_file(path).get("state-dir") if path else None)
@@ -285,15 +219,46 @@ def config_path(args: argparse.Namespace) -> str | None:
     return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
 
 
-def config_from_args(args: argparse.Namespace) -> GatewayConfig:
+def given_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config file's settings and the flags given, each checked."""
     path = config_path(args)
     file_settings = load_file(path) if path else {}
     flags = {
         key: getattr(args, key.replace("-", "_"))
         for key in FIELDS
-        if getattr(args, key.replace("-", "_")) is not None
+        if getattr(args, key.replace("-", "_"), None) is not None
     }
-    return build(file_settings, check_settings(flags, source="command line"))
+    return file_settings, check_settings(flags, source="command line")
+
+
+def config_from_args(args: argparse.Namespace) -> GatewayConfig:
+    return build(*given_settings(args))
+
+
+def network_given(args: argparse.Namespace | None) -> bool:
+    """Whether the config file or a flag names the network (it must then match a joined one)."""
+    if args is None:
+        return False
+    file_settings, flags = given_settings(args)
+    return "network" in file_settings or "network" in flags
+
+
+def member_config(args: argparse.Namespace) -> tuple[GatewayConfig, Any]:
+    """The config with its network membership resolved (z2z.app.membership): private by default."""
+    from z2z.app.membership import resolve
+
+    return resolve(config_from_args(args), network_given=network_given(args))
+
+
+def invite_command(args: argparse.Namespace | None) -> str:
+    """The `z2z invite` that reads the same secret as this `z2z run`."""
+    import shlex
+
+    words = ["z2z", "invite"]
+    for flag in ("config", "state_dir", "network_secret"):
+        if getattr(args, flag, None):
+            words += ["--" + flag.replace("_", "-"), shlex.quote(str(getattr(args, flag)))]
+    return " ".join(words)
 
 
 def setup_logging(level: str) -> None:
@@ -320,8 +285,8 @@ def check_config(args: argparse.Namespace) -> int:
 def reload_config(args: argparse.Namespace, gateway: Any) -> None:
     """SIGHUP: read the config file again (flags still win) and apply what can be applied."""
     try:
-        config = config_from_args(args)
-    except ConfigError as exc:
+        config, _ = member_config(args)
+    except (ConfigError, OSError) as exc:
         log.error("reload failed, keeping the running configuration: %s", exc)
         return
     gateway.reload(config)
@@ -334,6 +299,7 @@ async def run_gateway(config: GatewayConfig, args: argparse.Namespace | None = N
     from z2z.adapters.rendezvous.base import RendezvousError
     from z2z.app.gateway import Gateway
     from z2z.app.keys import KeyFileError, read_secret
+    from z2z.app.membership import resolve, start_message
     from z2z.app.state import StateError
 
     if config.network_secret:  # a missing or bad secret file: one line, before touching the network
@@ -343,10 +309,16 @@ async def run_gateway(config: GatewayConfig, args: argparse.Namespace | None = N
             print(f"z2z: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     try:
-        link = open_link(config.mdns, config.interface)
+        link = open_link(config.mdns, config.interface, config.subtypes)
     except LinkError as exc:
         print(f"z2z: {exc}", file=sys.stderr)
         return EXIT_LINK
+    try:  # private by default (z2z.app.membership): the secret is made on first start
+        config, member = resolve(config, network_given=network_given(args), create=True)
+    except (ConfigError, OSError) as exc:
+        print(f"z2z: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    (log.info if member.private else log.warning)(start_message(member, invite_command(args)))
     rendezvous = open_rendezvous(config.rendezvous)
     try:
         gateway = Gateway(config, link, rendezvous)
@@ -375,42 +347,77 @@ async def run_gateway(config: GatewayConfig, args: argparse.Namespace | None = N
     return 0
 
 
+def query_network(args: argparse.Namespace) -> tuple[str, bytes | None]:
+    """`z2z browse` / `resolve`: the network and secret, chosen as `z2z run` chooses them."""
+    from z2z.app.keys import read_secret
+
+    flags: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("network", args.network),
+            ("state-dir", args.state_dir),
+            ("network-secret", args.network_secret),
+            ("public", args.public),
+        )
+        if v is not None
+    }
+    file_settings = load_file(path) if (path := config_path(args)) else {}
+    if args.network_secret or args.state_dir:  # a secret named here beats the file's public = true
+        file_settings.pop("public", None)
+    if args.public:
+        file_settings.pop("network-secret", None)
+    flags = check_settings(flags, source="command line")
+    config = build(file_settings, flags)
+    from z2z.app.membership import resolve
+
+    config, _ = resolve(config, network_given="network" in file_settings or "network" in flags)
+    return config.network, read_secret(config.network_secret) if config.network_secret else None
+
+
 def query(args: argparse.Namespace) -> int:
     """`z2z browse` / `z2z resolve`: read the rendezvous directly, print what is live."""
     from z2z.adapters.rendezvous.base import RendezvousError
-    from z2z.app.query import as_json, fetch
+    from z2z.app.query import Progress, as_json, fetch
     from z2z.core.records import RecordError, normalize_type
 
     try:
         service_type = normalize_type(args.type)
-        flags = {"network": args.network} | ({"rendezvous": args.rendezvous} if args.rendezvous else {})
-        check_settings(flags)
-    except (RecordError, ConfigError) as exc:
+        if args.rendezvous:
+            check_settings({"rendezvous": args.rendezvous})
+        network, secret = query_network(args)
+    except (RecordError, ConfigError, OSError) as exc:
         print(f"z2z: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    secret = None
-    if args.network_secret:
-        from z2z.app.keys import KeyFileError, read_secret
+    if not 1.0 <= args.timeout <= 600:
+        print("z2z: --timeout must be between 1 and 600 seconds", file=sys.stderr)
+        return EXIT_CONFIG
 
+    async def run_query() -> Any:
+        progress = Progress(lambda text: print(text, file=sys.stderr, flush=True))
+        progress.start()
         try:
-            secret = read_secret(args.network_secret)
-        except KeyFileError as exc:
-            print(f"z2z: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
+            return await fetch(
+                args.rendezvous, network, service_type, secret, budget=args.timeout, progress=progress
+            )
+        finally:
+            progress.stop()
+
     try:
-        found = asyncio.run(fetch(args.rendezvous, args.network, service_type, secret))
+        found = asyncio.run(run_query())
     except RendezvousError as exc:
         print(
             f"z2z: cannot read the rendezvous {args.rendezvous or 'public OpenDHT'}: {exc}", file=sys.stderr
         )
         return EXIT_RENDEZVOUS
+    for warning in found.warnings:
+        print(warning, file=sys.stderr)
     envs = found.envelopes
     if args.command == "resolve":
         envs = [e for e in envs if e.service.instance == args.instance]
         if not envs:
             print(
-                f"z2z: no live instance {args.instance!r} of {service_type} in network {args.network}",
+                f"z2z: no live instance {args.instance!r} of {service_type} in network {network}",
                 file=sys.stderr,
             )
             return 1
@@ -422,27 +429,105 @@ def query(args: argparse.Namespace) -> int:
             print(
                 f"{e.service.instance:40} {e.site:20} {e.service.port:>5}  " + " ".join(e.service.addresses)
             )
+            if e.service.subtypes:
+                print(f"{'':40}   subtypes: " + " ".join(e.service.subtypes))
     else:
         for e in envs:
             s = e.service
             print(f"{s.instance}.{s.type} (site {e.site}) can be reached at {s.host}.local.:{s.port}")
             print(f"  addresses: {' '.join(s.addresses)}")
             print("  TXT: " + " ".join(t.decode("utf-8", errors="backslashreplace") for t in s.txt))
+            if s.subtypes:
+                print(f"  subtypes: {' '.join(f'{sub}._sub.{s.type}' for sub in s.subtypes)}")
     return 0
 
 
+def membership_config(args: argparse.Namespace) -> tuple[GatewayConfig, bool]:
+    """The config `invite`, `join` and `keygen` act on, and whether it names the network."""
+    file_settings = load_file(path) if (path := config_path(args)) else {}
+    flags = {k: v for k, v in (("state-dir", args.state_dir), ("network-secret", args.network_secret)) if v}
+    if args.network_secret or args.state_dir:
+        file_settings.pop("public", None)
+    config = build(file_settings, check_settings(flags, source="command line"))
+    return config, "network" in file_settings
+
+
 def keygen(args: argparse.Namespace) -> int:
-    """`z2z keygen --out FILE [--force]`: a new network secret, mode 0600."""
-    from z2z.app.keys import KeyFileError, new_secret
+    """`z2z keygen [--out FILE] [--force]`: a new network secret, mode 0600."""
+    from z2z.app.keys import KeyFileError, new_secret, read_secret_file
+    from z2z.app.membership import secret_location
+    from z2z.core.security import network_fingerprint
 
     try:
-        new_secret(args.out, force=args.force)
-    except KeyFileError as exc:
+        config: GatewayConfig | None = None
+        out: str = args.out
+        if not out:  # where the gateway reads its own secret (--out needs no config)
+            config = membership_config(args)[0]
+            out = str(secret_location(config, credentials=False)[0])
+        network = args.network
+        if network is not None:
+            check_settings({"network": network})
+        elif os.path.exists(out):
+            try:
+                network = read_secret_file(out)[1]  # a rotation keeps the network's name
+            except KeyFileError:
+                network = None
+        if not args.out:
+            os.makedirs(os.path.dirname(out) or ".", mode=0o700, exist_ok=True)
+        secret = new_secret(out, force=args.force, network=network)
+    except (ConfigError, KeyFileError) as exc:
         print(f"z2z: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except OSError as exc:
+        print(
+            f"z2z: cannot create the directory of {args.out or 'the secret'}: {exc.strerror}", file=sys.stderr
+        )
+        return EXIT_CONFIG
+    name = network or (config.network if config else "z2z")
     print(
-        f"wrote a new network secret to {args.out}; copy it to every gateway of the network "
-        f"and run them with --network-secret {args.out}"
+        f"wrote a new network secret to {out} (network {name}, id {network_fingerprint(secret, name)}); "
+        "every gateway of the network needs it: `z2z invite` here, then `z2z join CODE` "
+        "(with --force where an old secret is) on each other gateway, and restart them"
+    )
+    return 0
+
+
+def invite(args: argparse.Namespace) -> int:
+    """`z2z invite`: this gateway's join code on the last line of stdout."""
+    from z2z.app.membership import invite as make_invite
+
+    try:
+        config, network_given = membership_config(args)
+        code, member = make_invite(config, network_given=network_given)
+    except (ConfigError, OSError) as exc:
+        print(f"z2z: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if member.created:
+        print(f"z2z: made a new network secret in {member.path}", file=sys.stderr)
+    print(
+        f"z2z: join code of private network {member.network} (id {member.fingerprint}). It IS the "
+        "network's secret: whoever has it can read and announce this network's services. Send it "
+        "only over a channel you trust. On the new gateway, before its first start: z2z join CODE",
+        file=sys.stderr,
+    )
+    print(code)
+    return 0
+
+
+def join(args: argparse.Namespace) -> int:
+    """`z2z join CODE`: store a network's secret and name; a bad code changes nothing."""
+    from z2z.app.membership import join as do_join
+
+    try:
+        config, network_given = membership_config(args)
+        member = do_join(config, args.code, network_given=network_given, force=args.force)
+    except (ConfigError, OSError) as exc:
+        print(f"z2z: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    state = "joined" if member.created else "already a member of"
+    print(
+        f"{state} private network {member.network} (id {member.fingerprint}); secret in {member.path}. "
+        "Start (or restart) the gateway: z2z run, or systemctl restart z2z"
     )
     return 0
 
@@ -482,6 +567,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return query(args)
     if args.command == "keygen":
         return keygen(args)
+    if args.command == "invite":
+        return invite(args)
+    if args.command == "join":
+        return join(args)
     if args.command == "show-key":
         try:
             return show_key(args)

@@ -40,7 +40,7 @@ from z2z.core.security import (
     format_public_key,
     format_secret,
     parse_public_key,
-    parse_secret,
+    parse_secret_file,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +54,8 @@ _MAX_FILE = 1 << 20
 
 class KeyFileError(StateError):
     """A key file that cannot be read, parsed or written; the message is one line."""
+
+    default_reason = "key-file"
 
 
 def write_private(path: str | os.PathLike[str], data: bytes, *, force: bool = False) -> None:
@@ -91,17 +93,24 @@ def _read(path: Path, what: str) -> bytes:
     return data
 
 
-def new_secret(path: str | os.PathLike[str], *, force: bool = False) -> None:
-    """`z2z keygen`: a fresh random network secret in `path` (mode 0600)."""
-    write_private(path, format_secret(secrets.token_bytes(SECRET_BYTES)).encode(), force=force)
+def new_secret(path: str | os.PathLike[str], *, force: bool = False, network: str | None = None) -> bytes:
+    """`z2z keygen`: a fresh random network secret in `path` (mode 0600); returns it."""
+    secret = secrets.token_bytes(SECRET_BYTES)
+    write_private(path, format_secret(secret, network).encode(), force=force)
+    return secret
 
 
 def read_secret(path: str | os.PathLike[str]) -> bytes:
     """The network secret in `path`; KeyFileError naming the file if it is missing or bad."""
+    return read_secret_file(path)[0]
+
+
+def read_secret_file(path: str | os.PathLike[str]) -> tuple[bytes, str | None]:
+    """The secret in `path` and the network name it carries (None: the config's network)."""
     p = Path(path)
     data = _read(p, "network secret file")
     try:
-        secret = parse_secret(data.decode("utf-8"))
+        secret = parse_secret_file(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise KeyFileError(f"network secret file {p} is not text (make one: z2z keygen --out FILE)") from None
     except SecurityError as exc:
@@ -177,6 +186,8 @@ def open_network(config: GatewayConfig) -> tuple[Codec, TrustPolicy]:
     sites learned so far; KeyFileError (one line) if a file is missing or bad.
     """
     if config.network_secret is None:
+        if not config.public:  # never fall back to the open mode by accident
+            raise KeyFileError("no network secret given and public is not set (see z2z.app.membership)")
         return Codec(config.network), TrustPolicy()
     secret = read_secret(config.network_secret)
     signing_key = load_signing_key(site_key_path(config.state_dir, config.site_key))

@@ -15,11 +15,19 @@ import contextlib
 import functools
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any, Protocol
 
-from z2z.adapters.rendezvous import EmbeddedRendezvous, RendezvousError, parse_bootstrap
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from z2z.adapters.link.base import LinkBackend
+from z2z.adapters.rendezvous import RendezvousError, parse_bootstrap
 from z2z.adapters.rendezvous.base import Rendezvous
+from z2z.app.executors import TaskSet, stoppable_job
+from z2z.app.health import StoreHealth
 from z2z.core.records import Service
+from z2z.core.security import Codec
 from z2z.core.stages import (
     TICK,
     Action,
@@ -30,6 +38,7 @@ from z2z.core.stages import (
     DhtStatus,
     Goodbye,
     JoinStructure,
+    LeaderRecord,
     LeadersRead,
     PeerAnnounced,
     PeerGoodbye,
@@ -50,19 +59,51 @@ from z2z.core.stages import (
     instance_name,
     to_txt,
 )
-from z2z.core.wire.gateways import check_txt, open_record, seal_record, sign_txt
+from z2z.core.wire.gateways import GATEWAY_TYPE, check_txt, open_record, seal_record, sign_txt
 
-if TYPE_CHECKING:
-    from z2z.app.gateway import Gateway
+log = logging.getLogger(__name__)
 
-log = logging.getLogger("z2z.app.leadership")
-
-GATEWAY_TYPE = "_z2z._udp"
 # Why a leader record failed to open (z2z.core.security), counted as leader-<reason>.
 SEAL_REASONS = frozenset({"sealed", "not-sealed", "bad-seal", "bad-signature", "too-large"})
 TICK_MAX = 0.25  # feed a Tick at least this often
 DHT_STATUS_EVERY = 2.0
 RENDEZVOUS_PROBE_EVERY = 3.0
+
+
+class LeadersDht(Rendezvous, Protocol):
+    """The leaders' own DHT node: a rendezvous that can be pointed at more contacts."""
+
+    def add_bootstrap(self, nodes: Sequence[tuple[str, int]]) -> None:
+        """Ping these contacts (a connected OpenDHT node ignores `bootstrap`)."""
+
+
+# (bootstrap contacts, port, network id) -> a node, not started yet
+DhtFactory = Callable[[list[tuple[str, int]], int, int], LeadersDht]
+
+
+class LeadershipControl(Protocol):
+    """What the stage machine may do to its gateway; `z2z.app.bridging.Bridging` provides it.
+
+    Narrow on purpose (like kademlia's protocol, which never sees its server):
+    leadership can turn bridging on and off, move it to another store, put the
+    gateway's own announcement on the link and report refusals, nothing more.
+    """
+
+    codec: Codec
+    link: LinkBackend
+    store: Rendezvous  # where bridging puts and listens now
+
+    def set_bridging(self, active: bool) -> None: ...
+
+    def bridge_via(self, store: Rendezvous, name: str) -> None: ...
+
+    def reput_exports(self) -> None: ...
+
+    def submit_link_op(self, key: Hashable, work: Callable[[], Awaitable[None]]) -> None: ...
+
+    def count_reject(self, reason: str) -> None: ...
+
+    def trust_site(self, site: str, signer: bytes | None) -> str | None: ...
 
 
 def txt_dict(strings: tuple[bytes, ...]) -> dict[str, bytes]:
@@ -86,16 +127,33 @@ def parse_instance(instance: str) -> tuple[str, int] | None:
 class Leadership:
     """The stage machine of one gateway, wired to its link, rendezvous and DHT."""
 
-    def __init__(self, gateway: Gateway, settings: StageSettings, *, dht_port: int, address: str) -> None:
-        self.gateway = gateway
+    def __init__(
+        self,
+        control: LeadershipControl,
+        rendezvous: Rendezvous,
+        settings: StageSettings,
+        *,
+        dht_factory: DhtFactory,
+        dht_port: int,
+        address: str,
+        clock: Callable[[], float],
+        trouble_logged: bool = False,
+    ) -> None:
+        self.control = control
+        self.rendezvous = rendezvous  # the outside rendezvous: the leaders registry lives there
         self.machine = StageMachine(settings)
+        self.dht_factory = dht_factory
         self.dht_port = dht_port
         self.address = address  # our routable address on the link: the host record of the announcement
-        self.dht: EmbeddedRendezvous | None = None
+        self.clock = clock
+        self._trouble_logged = trouble_logged  # the rendezvous adapter logs its failures itself
+        self.dht: LeadersDht | None = None
         self._ops: asyncio.Queue[Action] = asyncio.Queue()  # DHT actions, strictly in order
-        self._tasks: list[asyncio.Task[None]] = []
-        self._rendezvous_up: bool | None = None
-        self._rendezvous_failing: set[str] = set()  # registry ops ("put", "get") failing now
+        self._tasks = TaskSet("leadership")
+        self._jobs: list[str] = []
+        self._scheduler: AsyncIOScheduler | None = None
+        # Health of the leaders registry on the outside rendezvous (None: not known yet).
+        self.registry_health = StoreHealth(self._registry_changed, up=None)
 
     @property
     def settings(self) -> StageSettings:
@@ -107,26 +165,36 @@ class Leadership:
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._ticker()),
-            loop.create_task(self._dht_worker()),
-            loop.create_task(self._dht_status()),
-            loop.create_task(self._probe_rendezvous()),
-        ]
+    async def start(self, scheduler: AsyncIOScheduler) -> None:
+        """Start the machine; periodic probes run as jobs of the gateway's `scheduler`.
+
+        The deadline ticker is the one timer outside APScheduler: it sleeps until
+        the machine's next deadline (at most `TICK_MAX`), which a fixed interval
+        cannot express.
+        """
+        self._tasks.spawn(self._ticker(), name="stage-ticker")
+        self._tasks.spawn(self._dht_worker(), name="leaders-dht")
+        self._scheduler = scheduler
+        for job, every in (
+            (self._dht_status, DHT_STATUS_EVERY),
+            (self._probe_rendezvous, RENDEZVOUS_PROBE_EVERY),
+        ):
+            self._jobs.append(
+                scheduler.add_job(stoppable_job(job), "interval", seconds=every, coalesce=True).id
+            )
         self.handle(Started())
-        self._outside_health(Store.RENDEZVOUS, True, "", "get")  # Gateway.start() just reached it
+        self._registry_report(Store.RENDEZVOUS, True, "", "get")  # Gateway.start() just reached it
 
     async def stop(self) -> None:
         """Hand over at once: goodbye on the link, step down, stop the leaders' DHT node."""
         self.handle(Stopping())
         await self._ops.join()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._scheduler is not None and self._scheduler.running:  # the gateway may have shut it down
+            for job in self._jobs:
+                with contextlib.suppress(JobLookupError):
+                    self._scheduler.remove_job(job)
+        self._jobs = []
+        await self._tasks.close()
         if self.dht is not None:
             await self.dht.close()
             self.dht = None
@@ -135,7 +203,7 @@ class Leadership:
 
     def handle(self, event: object) -> None:
         state, leader = self.machine.state, self.machine.leader()
-        self._do(self.machine.handle(event, self.gateway.clock()))
+        self._do(self.machine.handle(event, self.clock()))
         if self.machine.state is not state:  # one line per stage change
             log.info("stage %d: %s (was %s)", self.machine.state.stage, self.machine.state.value, state.value)
         if self.machine.leader() != leader and self.machine.leader() not in ("", self.settings.node):
@@ -144,12 +212,12 @@ class Leadership:
     def peer_up(self, service: Service) -> None:
         try:
             txt = txt_dict(service.txt)
-            check_txt(txt, self.gateway.codec)  # private network: only members' announcements
+            check_txt(txt, self.control.codec)  # private network: only members' announcements
             info = from_txt(txt)
         except WireError as exc:
             log.debug("ignoring a _z2z._udp announcement (%s): %s", service.instance, exc)
-            if "auth" in str(exc):
-                self.gateway.count_reject("bad-announcement")
+            if exc.reason == "bad-auth":
+                self.control.count_reject("bad-announcement")
             return
         self.handle(PeerAnnounced(info))
 
@@ -160,16 +228,16 @@ class Leadership:
 
     async def _ticker(self) -> None:
         while True:
-            await asyncio.sleep(min(TICK_MAX, max(0.0, self.machine.next_deadline() - self.gateway.clock())))
+            await asyncio.sleep(min(TICK_MAX, max(0.0, self.machine.next_deadline() - self.clock())))
             self.handle(TICK)
 
     # -- actions out -----------------------------------------------------------
 
     def _do(self, actions: list[Action]) -> None:
-        gw = self.gateway
+        ctl = self.control
         for action in actions:
             if isinstance(action, Announce):
-                signed = sign_txt(to_txt(action.info), gw.codec)
+                signed = sign_txt(to_txt(action.info), ctl.codec)
                 txt = tuple(f"{k}={v}".encode() for k, v in signed.items())
                 svc = Service(
                     GATEWAY_TYPE,
@@ -179,102 +247,91 @@ class Leadership:
                     txt,
                     (self.address,),
                 )
-                gw.submit_link_op((GATEWAY_TYPE, self.instance), functools.partial(self._publish, svc))
+                ctl.submit_link_op((GATEWAY_TYPE, self.instance), functools.partial(self._publish, svc))
             elif isinstance(action, Goodbye):
-                gw.submit_link_op(
-                    (GATEWAY_TYPE, self.instance), lambda: gw.link.withdraw(GATEWAY_TYPE, self.instance)
+                ctl.submit_link_op(
+                    (GATEWAY_TYPE, self.instance), lambda: ctl.link.withdraw(GATEWAY_TYPE, self.instance)
                 )
             elif isinstance(action, BecomeLeader):
                 log.info("leading the island of site %s", self.settings.site)
-                gw.set_bridging(True)
+                ctl.set_bridging(True)
             elif isinstance(action, StepDown):
                 log.info("no longer leading (%s)", action.reason)
-                gw.set_bridging(False)
+                ctl.set_bridging(False)
             elif isinstance(action, Register):
-                asyncio.get_running_loop().create_task(self._register(action))
+                self._tasks.spawn(self._register(action), name="register")
             elif isinstance(action, ReadLeaders):
-                asyncio.get_running_loop().create_task(self._read_leaders(action.store))
+                self._tasks.spawn(self._read_leaders(action.store), name="read-leaders")
             else:  # StartDht, Bootstrap, JoinStructure, StopDht, BridgeVia: in order
                 self._ops.put_nowait(action)
 
     async def _publish(self, svc: Service) -> None:
-        await self.gateway.link.publish(svc)
+        await self.control.link.publish(svc)
 
     def _store(self, store: Store) -> Rendezvous | None:
-        return self.gateway.rendezvous if store is Store.RENDEZVOUS else self.dht
+        return self.rendezvous if store is Store.RENDEZVOUS else self.dht
 
     async def _register(self, action: Register) -> None:
         rv = self._store(action.store)
         if rv is None:
             return
         try:
-            codec = self.gateway.codec  # sealed and signed in a private network
+            codec = self.control.codec  # sealed and signed in a private network
             await rv.put(codec.leaders_key(), secrets.randbits(63) | 1, seal_record(action.record, codec))
         except RendezvousError as exc:
-            self._outside_health(action.store, False, str(exc), "put")
+            self._registry_report(action.store, False, str(exc), "put")
         else:
-            self._outside_health(action.store, True, "", "put")
+            self._registry_report(action.store, True, "", "put")
 
     async def _read_leaders(self, store: Store) -> None:
         rv = self._store(store)
         if rv is None:
             return
         try:
-            values = await rv.get(self.gateway.codec.leaders_key())
+            values = await rv.get(self.control.codec.leaders_key())
         except RendezvousError as exc:
-            self._outside_health(store, False, str(exc), "get")
+            self._registry_report(store, False, str(exc), "get")
             return
-        self._outside_health(store, True, "", "get")
+        self._registry_report(store, True, "", "get")
         records = []
         for value in values:
             try:
-                record, signer = open_record(value.data, self.gateway.codec)
+                record, signer = open_record(value.data, self.control.codec)
             except WireError as exc:
-                reason = str(exc).split(":")[0]
-                known = reason in SEAL_REASONS
-                self.gateway.count_reject(f"leader-{reason}" if known else "bad-leader-record")
+                known = exc.reason in SEAL_REASONS
+                self.control.count_reject(f"leader-{exc.reason}" if known else "bad-leader-record")
                 continue
-            refused = self.gateway.trust_site(record.site, signer)
+            refused = self.control.trust_site(record.site, signer)
             if refused is not None:
-                self.gateway.count_reject(f"leader-{refused}")
+                self.control.count_reject(f"leader-{refused}")
                 continue
             records.append(record)
         self.handle(LeadersRead(tuple(records), store))
 
     async def _probe_rendezvous(self) -> None:
-        """While the outside rendezvous is marked down, read the registry there now and then.
+        """While the outside rendezvous is marked down, read the registry there (a periodic job).
 
         Once structured, the machine stops using an absent rendezvous, so nothing
         else would notice it come back (a healed partition, a restarted proxy) and
         two structures formed apart would never meet there.
         """
-        while True:
-            await asyncio.sleep(RENDEZVOUS_PROBE_EVERY)
-            if self._rendezvous_up is False:
-                await self._read_leaders(Store.RENDEZVOUS)
+        if self.registry_health.up is False:
+            await self._read_leaders(Store.RENDEZVOUS)
 
-    def _outside_health(self, store: Store, ok: bool, detail: str, op: str) -> None:
+    def _registry_report(self, store: Store, ok: bool, detail: str, op: str) -> None:
         """Up when neither registry puts nor gets fail (a proxy that lies to one must not flap it)."""
-        if store is not Store.RENDEZVOUS:
-            return
-        if ok:
-            self._rendezvous_failing.discard(op)
+        if store is Store.RENDEZVOUS:
+            self.registry_health.report(op, ok, detail)
+
+    def _registry_changed(self, up: bool, detail: str) -> None:
+        if up:
+            log.info("outside rendezvous reachable (leaders registry)")
         else:
-            self._rendezvous_failing.add(op)
-        up = not self._rendezvous_failing
-        if up == self._rendezvous_up:
-            return
-        self._rendezvous_up = up
-        if not up:
-            # The proxy adapter logs each failure condition itself (once); say what it means here.
-            own_log = getattr(self.gateway.rendezvous, "trouble", None) is not None
             log.log(
-                logging.INFO if own_log else logging.WARNING,
+                logging.INFO if self._trouble_logged else logging.WARNING,
                 "outside rendezvous unreachable for the leaders registry: %s",
                 detail,
             )
-        else:
-            log.info("outside rendezvous reachable (leaders registry)")
         self.handle(RendezvousUp() if up else RendezvousDown())
 
     # -- the leaders' DHT ------------------------------------------------------
@@ -290,7 +347,7 @@ class Leadership:
                 self._ops.task_done()
 
     async def _dht_action(self, action: Action) -> None:
-        gw = self.gateway
+        ctl = self.control
         if isinstance(action, StartDht):
             if self.dht is not None:
                 await self.dht.close()
@@ -301,12 +358,8 @@ class Leadership:
                 action.network_id,
                 ", ".join(contacts) or "none: founding",
             )
-            dht = EmbeddedRendezvous(
-                parse_bootstrap(",".join(contacts)) if contacts else [],
-                port=self.dht_port,
-                network_id=action.network_id,
-                bootstrap_timeout=2.0,
-            )
+            nodes = parse_bootstrap(",".join(contacts)) if contacts else []
+            dht = self.dht_factory(nodes, self.dht_port, action.network_id)
             try:
                 await dht.start()
             except RendezvousError as exc:
@@ -323,18 +376,18 @@ class Leadership:
                 self.dht.add_bootstrap(parse_bootstrap(",".join(action.contacts)))
             if isinstance(action, JoinStructure):
                 log.info("joining structure %s via %s", action.structure, ", ".join(action.contacts))
-                if gw.bridging_store is self.dht:
-                    gw.reput_exports()
+                if ctl.store is self.dht:
+                    ctl.reput_exports()
         elif isinstance(action, StopDht):
             if self.dht is not None:
-                if gw.bridging_store is self.dht:
-                    gw.bridge_via(gw.rendezvous, "rendezvous")
+                if ctl.store is self.dht:
+                    ctl.bridge_via(self.rendezvous, "rendezvous")
                 await self.dht.close()
                 self.dht = None
         elif isinstance(action, BridgeVia):
             target = self._store(action.store)
             if target is not None:
-                gw.bridge_via(target, action.store.value)
+                ctl.bridge_via(target, action.store.value)
 
     async def _peers(self) -> int:
         """Good peers of the leaders' DHT node, 0 when no peer answered just now.
@@ -356,12 +409,15 @@ class Leadership:
         return int(info.get("peers", 0))
 
     async def _dht_status(self) -> None:
-        while True:
-            await asyncio.sleep(DHT_STATUS_EVERY)
-            if self.dht is not None:
-                peers = await self._peers()
-                log.debug("leaders' DHT node: %d good peers", peers)
-                self.handle(DhtStatus(peers, ()))
+        """Feed the machine the leaders' DHT node's peer count (a periodic job)."""
+        if self.dht is not None:
+            peers = await self._peers()
+            log.debug("leaders' DHT node: %d good peers", peers)
+            self.handle(DhtStatus(peers, ()))
 
     def status(self) -> dict[str, Any]:
         return self.machine.status()
+
+    def leaders(self) -> list[LeaderRecord]:
+        """The other island leaders the registry shows now."""
+        return list(self.machine.registry.records.values())

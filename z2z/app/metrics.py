@@ -1,8 +1,8 @@
 """Prometheus metrics of one gateway (prometheus-client), read at scrape time.
 
-Most metrics are not kept twice: a collector reads the gateway's own state
-(`Gateway.status()`, the bridge's counters) when Prometheus scrapes, so a metric
-can never disagree with `z2z status`.  Only rendezvous latencies are recorded
+Most metrics are not kept twice: a collector reads the gateway's status snapshot
+(`z2z.app.status.GatewayStatus`) when Prometheus scrapes, so a metric can never
+disagree with `z2z status`.  Only rendezvous latencies are recorded
 as they happen, in a histogram.  Scrapes are served on the gateway's event loop
 (`z2z.app.web`), so the collector never races the code that changes that state.
 
@@ -20,29 +20,26 @@ as they happen, in a histogram.  Scrapes are served on the gateway's event loop
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from z2z import __version__
-
-if TYPE_CHECKING:
-    from z2z.app.gateway import Gateway
+from z2z.app.status import GatewayStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class _GatewayCollector(Collector):
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    def __init__(self, status: Callable[[], GatewayStatus]) -> None:
+        self.status = status
 
     def collect(self) -> Iterator[Metric]:
-        gw = self.gateway
-        doc = gw.status()
+        snapshot = self.status()
+        doc = snapshot.as_json()
         info = GaugeMetricFamily("z2z_info", "This gateway", labels=["site", "network", "node", "version"])
         info.add_metric([doc["site"], doc["network"], doc["node"], __version__], 1)
         yield info
@@ -97,7 +94,7 @@ class _GatewayCollector(Collector):
         yield CounterMetricFamily(
             "z2z_puts",
             "Values put into the DHT (new, changed, refresh, tombstones)",
-            value=gw.bridge.stats.puts,
+            value=snapshot.puts,
         )
         failures = CounterMetricFamily(
             "z2z_rendezvous_failures",
@@ -113,14 +110,14 @@ class _GatewayCollector(Collector):
             value=len(doc.get("flapping") or []),
         )
         yield CounterMetricFamily(
-            "z2z_flap_holds", "Holds started by flap damping", value=gw.bridge.stats.damped
+            "z2z_flap_holds", "Holds started by flap damping", value=snapshot.flap_holds
         )
 
 
 class Metrics:
     """The registry of one gateway, and the latency histogram the runtime feeds."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, status: Callable[[], GatewayStatus]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.latency = Histogram(
             "z2z_rendezvous_operation_seconds",
@@ -129,7 +126,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_GatewayCollector(gateway))
+        self.registry.register(_GatewayCollector(status))
 
     def observe(self, op: str, store: str, seconds: float) -> None:
         self.latency.labels(op, store).observe(seconds)

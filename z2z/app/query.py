@@ -1,27 +1,48 @@
-"""`z2z browse` and `z2z resolve`: read a type's services straight from a DHT.
+"""`z2z browse` and `z2z resolve`: read a type's services straight from the DHTs.
 
-Like `dns-sd -B` / `dns-sd -L`, but across every site of a z2z network: it opens
-the rendezvous (or a leaders' DHT node), gets the type's key once and keeps, per
-(site, instance), the newest version that is neither a tombstone nor expired.
-A private network's values are found and read only with its secret; their
-signatures are checked (trust in site keys is a gateway's business, not this).
+Like `dns-sd -B` / `dns-sd -L`, but across every site of a z2z network, in every
+stage: it gets the type's key and the leaders registry from the rendezvous, and
+when the registry names a leaders' DHT (stage 3: services that appear from then
+on are put only there) it joins that DHT as a short-lived read-only OpenDHT node
+(bootstrap to the leaders' contacts, one get, leave), then keeps, per (site,
+instance), the newest version that is neither a tombstone nor expired.
+
+Everything runs within one time budget: a rendezvous that does not answer ends
+the query (nothing is reachable); a leaders' DHT that does not answer (or lies)
+costs only its share of the budget and a warning, and the rendezvous's answer is
+shown.  A private network's values and leader records are found and read only
+with its secret; signatures are checked (trust in site keys is a gateway's
+business, not this).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from z2z.adapters.rendezvous import open_rendezvous
+from z2z.adapters.rendezvous import EmbeddedRendezvous, RendezvousError, open_rendezvous, parse_bootstrap
 from z2z.core.security import Codec, SecurityError
+from z2z.core.stages.registry import Registry
 from z2z.core.wire import envelope as protocol
 from z2z.core.wire.envelope import Envelope, ProtocolError
+from z2z.core.wire.gateways import WireError, network_id, open_record
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUDGET = 20.0  # seconds for the whole query, node shutdown included
+CLOSE_RESERVE = 3.0  # of the budget, kept for leaving the leaders' DHT cleanly
+MAX_CONTACTS = 3  # leaders' DHT contacts to bootstrap to
 
 
 @dataclass(frozen=True, slots=True)
 class Found:
     envelopes: list[Envelope]  # live services, sorted by (instance, site)
     rejected: int  # values that were not valid z2z envelopes of this network
+    sources: tuple[str, ...] = ()  # where values were read: "rendezvous", "leaders' DHT"
+    warnings: tuple[str, ...] = field(default=())  # one line each, for stderr
 
 
 def live_services(
@@ -56,16 +77,140 @@ def live_services(
     return Found(sorted(live, key=lambda e: (e.service.instance.casefold(), e.site)), rejected)
 
 
-async def fetch(url: str | None, network: str, service_type: str, secret: bytes | None = None) -> Found:
-    """Get `service_type`'s values from the rendezvous at `url`; RendezvousError if unreachable."""
-    codec = Codec(network, secret)
-    rendezvous = open_rendezvous(url)
-    await rendezvous.start()
+class Progress:
+    """Says what the query is doing, but only once it has taken longer than `after` seconds."""
+
+    def __init__(self, say: Callable[[str], None], after: float = 1.0) -> None:
+        self._say = say
+        self._after = after
+        self._step = ""
+        self._loud = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self._after, self._wake)
+
+    def _wake(self) -> None:
+        self._loud = True
+        if self._step:
+            self._say(self._step)
+
+    def step(self, text: str) -> None:
+        self._step = text
+        if self._loud:
+            self._say(text)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def leaders_dht_contacts(
+    values: list[bytes], codec: Codec, now: float, max_skew: float = 30.0
+) -> tuple[str, tuple[str, ...], int]:
+    """(structure, contacts, bad records) of the leaders' DHT to read, from raw registry values (pure).
+
+    The structure is the one every leader ends up in (most members, ties by id),
+    as the leaders themselves choose it; only that one is joined, so the reader
+    never bridges two structures a partition left apart.
+    """
+    registry = Registry("", codec.network, max_skew)
+    bad = 0
+    for data in values:
+        try:
+            record, _signer = open_record(data, codec)
+        except WireError:
+            bad += 1
+            continue
+        registry.add(record, now)
+    structure = registry.best()
+    if not structure:
+        return "", (), bad
+    return structure, registry.contacts(structure, MAX_CONTACTS), bad
+
+
+async def _read_leaders_dht(
+    contacts: tuple[str, ...], network: str, key: bytes, budget: float
+) -> list[bytes]:
+    """Join the leaders' DHT via `contacts`, get `key` once, leave; RendezvousError on failure."""
     try:
-        values = await rendezvous.get(codec.type_key(service_type))
+        bootstrap = parse_bootstrap(",".join(contacts))
+    except ValueError as exc:
+        raise RendezvousError(f"bad leader contact: {exc}") from None
+    node = EmbeddedRendezvous(
+        bootstrap,
+        network_id=network_id(network),
+        timeout=max(1.0, budget),
+        bootstrap_timeout=max(0.5, min(3.0, budget / 2)),
+    )
+    try:
+        async with asyncio.timeout(budget):
+            await node.start()
+            values = await node.get(key)
+    except TimeoutError:
+        raise RendezvousError(f"no answer within {budget:.1f} s") from None
+    finally:
+        await node.close()
+    return [v.data for v in values]
+
+
+async def fetch(
+    url: str | None,
+    network: str,
+    service_type: str,
+    secret: bytes | None = None,
+    *,
+    budget: float = DEFAULT_BUDGET,
+    follow_leaders: bool = True,
+    progress: Progress | None = None,
+) -> Found:
+    """The live services of `service_type`, from the rendezvous at `url` and the leaders' DHT.
+
+    RendezvousError when the rendezvous does not answer within the budget
+    (nothing is reachable then: the leaders' DHT is found through it).
+    """
+    codec = Codec(network, secret)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
+    step = progress.step if progress is not None else (lambda text: None)
+    type_key = codec.type_key(service_type)
+    step(f"z2z: asking the rendezvous {url or 'public OpenDHT'}...")
+    rendezvous = open_rendezvous(url)
+    warnings: list[str] = []
+    try:
+        async with asyncio.timeout(max(0.1, deadline - loop.time() - CLOSE_RESERVE)):
+            await rendezvous.start()
+            values = [v.data for v in await rendezvous.get(type_key)]
+            registry: list[bytes] = []
+            if follow_leaders:
+                try:
+                    registry = [v.data for v in await rendezvous.get(codec.leaders_key())]
+                except RendezvousError as exc:  # the services answered: show them, say what is missing
+                    warnings.append(f"z2z: cannot read the leaders registry ({exc}); leaders' DHT skipped")
+    except TimeoutError:
+        raise RendezvousError(f"no answer within {budget:g} s") from None
     finally:
         await rendezvous.close()
-    return live_services([v.data for v in values], network, service_type, time.time(), codec=codec)
+    sources = ["rendezvous"]
+    structure, contacts, bad = leaders_dht_contacts(registry, codec, time.time())
+    if bad:
+        log.info("leaders registry: %d value(s) that are not leader records of this network", bad)
+    if contacts:
+        left = deadline - loop.time() - CLOSE_RESERVE
+        step(f"z2z: reading the leaders' DHT (structure {structure}) via {', '.join(contacts)}...")
+        try:
+            if left <= 0:
+                raise RendezvousError("no time left in the budget")
+            values += await _read_leaders_dht(contacts, network, type_key, left)
+            sources.append("leaders' DHT")
+        except RendezvousError as exc:
+            log.debug("leaders' DHT via %s: %s", contacts, exc)
+            warnings.append(
+                f"z2z: the leaders' DHT did not answer via {', '.join(contacts)} ({exc}); "
+                "services that appeared after the leaders formed it may be missing"
+            )
+    found = live_services(values, network, service_type, time.time(), codec=codec)
+    return Found(found.envelopes, found.rejected, tuple(sources), tuple(warnings))
 
 
 def as_json(env: Envelope) -> dict[str, object]:
@@ -78,6 +223,7 @@ def as_json(env: Envelope) -> dict[str, object]:
         "port": s.port,
         "addresses": list(s.addresses),
         "txt": [t.decode("utf-8", errors="backslashreplace") for t in s.txt],
+        "subtypes": list(s.subtypes),
         "seq": env.seq,
         "expires": env.expires(),
     }

@@ -17,12 +17,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from z2z.core.errors import Z2zError
+
 log = logging.getLogger(__name__)
 _FILE = "state.json"
 
 
-class StateError(OSError):
+class StateError(Z2zError, OSError):
     """The state directory cannot be created or written."""
+
+    default_reason = "state"
 
 
 @dataclass(slots=True)

@@ -10,20 +10,18 @@ no-op, so the gateway runs the same everywhere.
 - ``READY=1`` once, when the gateway is bridging or following its island's
   leader (what ``Type=notify`` waits for before ``systemctl start`` returns);
 - ``STATUS=...`` whenever the one-line summary changes (``systemctl status``);
-- ``WATCHDOG=1`` every half ``WatchdogSec`` from a task on the event loop, so a
-  blocked loop misses the deadline and systemd restarts the service;
+- ``WATCHDOG=1`` every half ``WatchdogSec`` from a job of the gateway's scheduler
+  on the event loop, so a blocked loop misses the deadline and systemd restarts the service;
 - ``RELOADING=1`` / ``STOPPING=1`` around a reload and at a clean stop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import socket
 
-log = logging.getLogger("z2z.app.systemd")
+log = logging.getLogger(__name__)
 
 
 def notify(*assignments: str) -> bool:
@@ -62,7 +60,9 @@ class ServiceNotifier:
     def __init__(self) -> None:
         self.ready = False
         self._status = ""
-        self._task: asyncio.Task[None] | None = None
+        # Seconds between pings (half WatchdogSec), None without a watchdog.  The
+        # gateway's scheduler pings on the event loop, so a blocked loop misses it.
+        self.watchdog_interval = watchdog_interval()
 
     def update(self, ready: bool, status: str) -> None:
         """Called every second by the runtime: READY=1 the first time `ready`, STATUS on change."""
@@ -85,18 +85,5 @@ class ServiceNotifier:
     def stopping(self) -> None:
         notify("STOPPING=1")
 
-    def start_watchdog(self) -> None:
-        interval = watchdog_interval()
-        if interval is not None:
-            self._task = asyncio.get_running_loop().create_task(self._watchdog(interval))
-
-    async def _watchdog(self, interval: float) -> None:
-        while True:
-            notify("WATCHDOG=1")
-            await asyncio.sleep(interval)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    def ping_watchdog(self) -> None:
+        notify("WATCHDOG=1")

@@ -17,11 +17,16 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from z2z.adapters.dns import parse_listen
+from z2z.adapters.link.base import LinkError
 
-log = logging.getLogger("z2z.app.web")
+if TYPE_CHECKING:
+    from z2z.app.metrics import Metrics
+    from z2z.app.status import GatewayStatus
+
+log = logging.getLogger(__name__)
 
 MAX_REQUEST = 8192
 REQUEST_TIMEOUT = 5.0
@@ -206,3 +211,45 @@ def render_status_html(doc: dict[str, Any], now: float | None = None) -> str:
 <h2>Rejected and filtered</h2>{counts}
 </body></html>
 """
+
+
+async def serve_fronts(
+    metrics_listen: str | None, http_listen: str | None, status: Callable[[], GatewayStatus]
+) -> tuple[list[HttpServer], Metrics | None]:
+    """Prometheus /metrics and the status page, each on its own listen address (or neither).
+
+    Both read `status()`, the gateway's one snapshot.  A listen address that
+    cannot be bound is a `LinkError` naming it (the CLI's one-line error).
+    """
+    from z2z.app.metrics import CONTENT_TYPE, Metrics
+
+    metrics: Metrics | None = None
+    servers: list[tuple[str, str, dict[str, Handler]]] = []
+    if metrics_listen:
+        registry = metrics = Metrics(status)
+        servers.append(("metrics", metrics_listen, {"/metrics": lambda: (CONTENT_TYPE, registry.render())}))
+    if http_listen:
+
+        def page() -> tuple[str, bytes]:
+            return "text/html; charset=utf-8", render_status_html(status().as_json()).encode()
+
+        routes: dict[str, Handler] = {
+            "/": page,
+            "/index.html": page,
+            "/status.json": lambda: json_body(status().as_json()),
+        }
+        servers.append(("status page", http_listen, routes))
+    started: list[HttpServer] = []
+    for what, listen, handlers in servers:
+        server = HttpServer(listen, handlers)
+        try:
+            await server.start()
+        except OSError as exc:
+            for running in started:
+                await running.close()
+            raise LinkError(f"cannot serve the {what} on {listen}: {exc.strerror}") from None
+        started.append(server)
+        host, port = server.address
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        log.info("serving the %s on http://%s/", what, shown)
+    return started, metrics

@@ -9,21 +9,28 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from dnslib import AAAA, PTR, QTYPE, RR, SRV, TXT, A, DNSLabel, DNSRecord
+from dnslib import AAAA, PTR, QTYPE, RR, SRV, TXT, A, DNSBuffer, DNSError, DNSLabel, DNSRecord
+
+from z2z.core.errors import Z2zError
 
 LOCAL_DOMAIN = "local."
 MAX_LABEL = 63
+# Subtypes per service carried at most (a DHT value must stay small); real devices have 1-3.
+MAX_SUBTYPES = 16
+SUB = "_sub"
 # TXT records beyond this are refused: a DHT value must stay small (see docs/protocol.md).
 MAX_TXT_BYTES = 4096
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SERVICE_TYPE = re.compile(r"^_[A-Za-z0-9](?:[A-Za-z0-9-]{0,13}[A-Za-z0-9])?\._(?:tcp|udp)$")
 
 
-class RecordError(ValueError):
+class RecordError(Z2zError, ValueError):
     """A service or DNS message that z2z refuses to carry."""
+
+    default_reason = "bad-record"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +40,9 @@ class Service:
     `type` is the bare service type (``_ipp._tcp``), `instance` the user-visible
     instance label (may contain dots, spaces, any UTF-8), `host` a host label
     without domain (``printer``), `txt` the raw TXT strings in order and
-    `addresses` textual IPv4/IPv6 addresses.
+    `addresses` textual IPv4/IPv6 addresses.  `subtypes` are the instance's
+    DNS-SD subtype labels (``_universal`` for ``_universal._sub._ipp._tcp``,
+    RFC 6763 §7.1), sorted and unique (see `subtype_set`).
     """
 
     type: str
@@ -42,6 +51,7 @@ class Service:
     port: int
     txt: tuple[bytes, ...] = ()
     addresses: tuple[str, ...] = ()
+    subtypes: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -99,6 +109,33 @@ def truncate_label(text: str, limit: int = MAX_LABEL) -> str:
     return raw[:limit].decode("utf-8", errors="ignore")
 
 
+def subtype_set(labels: Iterable[str]) -> tuple[str, ...]:
+    """Subtype labels in their one canonical order: unique (case-blind, as DNS), sorted.
+
+    Equal sets give equal `Service` values, which the dedupe and the bridge rely on.
+    """
+    unique: dict[str, str] = {}
+    for label in labels:
+        unique.setdefault(label.lower(), label)
+    return tuple(unique[k] for k in sorted(unique))
+
+
+def parse_subtype(name: str) -> tuple[str, str]:
+    """``_universal._sub._ipp._tcp`` (``.local.`` optional) → (``_universal``, ``_ipp._tcp``)."""
+    head, sep, rest = name.strip().partition(f".{SUB}.")
+    if not sep:
+        raise RecordError(f"not a DNS-SD subtype: {name!r} (expected e.g. _universal._sub._ipp._tcp)")
+    check_subtype(head)
+    return head, normalize_type(rest)
+
+
+def check_subtype(label: str) -> str:
+    """A subtype label as RFC 6763 §7.1 allows it: one label, 1-63 bytes, no control characters."""
+    if not label or len(label.encode("utf-8")) > MAX_LABEL or _CONTROL.search(label) or "." in label:
+        raise RecordError(f"bad subtype label {label!r}")
+    return label
+
+
 def validate(service: Service) -> Service:
     """Check a service before it is carried anywhere; raise RecordError if not fit."""
     normalize_type(service.type)
@@ -119,11 +156,43 @@ def validate(service: Service) -> Service:
         raise RecordError(f"TXT record larger than {MAX_TXT_BYTES} bytes")
     if any(len(t) > 255 for t in service.txt):
         raise RecordError("TXT string longer than 255 bytes")
+    if len(service.subtypes) > MAX_SUBTYPES:
+        raise RecordError(f"more than {MAX_SUBTYPES} subtypes")
+    for label in service.subtypes:
+        check_subtype(label)
+    if service.subtypes != subtype_set(service.subtypes):
+        raise RecordError("subtypes not in canonical order (sorted, unique)")
     return service
 
 
 # ---------------------------------------------------------------------------
 # DNS wire codec (dnslib)
+
+
+def parse_txt(rdata: bytes) -> tuple[bytes, ...]:
+    """Raw TXT rdata (length-prefixed strings) as a tuple of strings, in order.
+
+    The single empty string RFC 6763 §6.1 requires for "no TXT data" becomes ``()``,
+    as in `Service`.  Raises ValueError on malformed rdata.  Both link backends
+    read TXT through it, so their views of a service are byte-equal.
+    """
+    if not rdata:
+        return ()
+    try:
+        strings = tuple(bytes(s) for s in TXT.parse(DNSBuffer(rdata), len(rdata)).data)
+    except DNSError as exc:
+        raise ValueError(f"malformed TXT rdata: {exc}") from None
+    return () if strings == (b"",) else strings
+
+
+def encode_txt(strings: Sequence[bytes]) -> bytes:
+    """TXT strings as raw rdata; no strings gives the one empty string DNS-SD wants."""
+    buf = DNSBuffer()
+    try:
+        TXT(list(strings) or [b""]).pack(buf)
+    except DNSError as exc:
+        raise ValueError(str(exc)) from None
+    return bytes(buf.data)
 
 
 def _name(*labels: str | bytes) -> DNSLabel:
@@ -136,13 +205,21 @@ def _type_labels(service_type: str) -> list[str]:
 
 
 def service_to_rrs(service: Service, ttl: int = 120, domain: str = LOCAL_DOMAIN) -> list[RR]:
-    """The PTR, SRV, TXT and A/AAAA records that announce `service` in `domain`."""
+    """The PTR, SRV, TXT and A/AAAA records that announce `service` in `domain`.
+
+    Each subtype adds a PTR ``<subtype>._sub.<type>.<domain>`` → instance (RFC 6763 §7.1),
+    after the type's own PTR.
+    """
     dom = [d for d in domain.rstrip(".").split(".") if d]
     type_name = _name(*_type_labels(service.type), *dom)
     inst_name = _name(service.instance, *_type_labels(service.type), *dom)
     host_name = _name(service.host, *dom)
     rrs = [
         RR(type_name, QTYPE.PTR, ttl=ttl, rdata=PTR(inst_name)),
+        *(
+            RR(_name(sub, SUB, *_type_labels(service.type), *dom), QTYPE.PTR, ttl=ttl, rdata=PTR(inst_name))
+            for sub in service.subtypes
+        ),
         RR(inst_name, QTYPE.SRV, ttl=ttl, rdata=SRV(0, 0, service.port, host_name)),
         RR(inst_name, QTYPE.TXT, ttl=ttl, rdata=TXT(list(service.txt) or [b""])),
     ]
@@ -167,14 +244,16 @@ def decode_service(wire: bytes, service_type: str) -> Service:
     """Parse a DNS message made by `encode_service`; raise RecordError if it is not one.
 
     The message must hold exactly one PTR for `service_type`, the SRV and TXT of
-    the instance it names, and A/AAAA for the SRV target; anything else is refused.
+    the instance it names, and A/AAAA for the SRV target; PTRs for subtypes
+    (``<sub>._sub.<type>``) must name the same instance; anything else is refused.
     """
     try:
         msg = DNSRecord.parse(wire)
     except Exception as exc:  # dnslib raises DNSError and assorted others on garbage
         raise RecordError(f"not a DNS message: {exc}") from None
     type_labels = [lbl.encode() for lbl in _type_labels(service_type)]
-    ptrs = [rr for rr in msg.rr if rr.rtype == QTYPE.PTR]
+    all_ptrs = [rr for rr in msg.rr if rr.rtype == QTYPE.PTR]
+    ptrs = [rr for rr in all_ptrs if len(rr.rname.label) < 2 or rr.rname.label[1] != SUB.encode()]
     if len(ptrs) != 1:
         raise RecordError("expected exactly one PTR record")
     owner = list(ptrs[0].rname.label)
@@ -185,6 +264,17 @@ def decode_service(wire: bytes, service_type: str) -> Service:
     if len(target) != len(type_labels) + len(domain) + 1 or target[1:] != owner:
         raise RecordError("PTR target is not an instance of the service type")
     inst_labels = target
+    subtypes: list[str] = []
+    for rr in all_ptrs:
+        if rr is ptrs[0]:
+            continue
+        owner_labels = list(rr.rname.label)
+        if owner_labels[2:] != owner or list(rr.rdata.label.label) != inst_labels:
+            raise RecordError("subtype PTR is not for the instance's type")
+        try:
+            subtypes.append(check_subtype(owner_labels[0].decode("utf-8")))
+        except UnicodeDecodeError:
+            raise RecordError("subtype label is not UTF-8") from None
     srv = txt = None
     addrs: list[str] = []
     host: list[bytes] | None = None
@@ -217,5 +307,6 @@ def decode_service(wire: bytes, service_type: str) -> Service:
             port=int(srv.port),
             txt=strings,
             addresses=tuple(addrs),
+            subtypes=subtype_set(subtypes),
         )
     )

@@ -36,8 +36,12 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from z2z.core.errors import Z2zError
+from z2z.core.wire.envelope import valid_site
+
 SECRET_BYTES = 32
 SECRET_PREFIX = "z2z-secret-1:"
+NETWORK_PREFIX = "z2z-network:"  # optional second line of a secret file (written by z2z join)
 MAGIC = b"Z2Z\x02"  # a sealed value; format-1 JSON values start with "{"
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -57,32 +61,39 @@ TRUST_MODES = ("tofu", "explicit")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class SecurityError(ValueError):
+class SecurityError(Z2zError, ValueError):
     """A value or key that is refused; `reason` is a short counter name (see docs/security.md)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason, reason)
 
 
 # ---------------------------------------------------------------------------
 # the network secret and site keys as text
 
 
-def format_secret(secret: bytes) -> str:
-    """The secret file's content: a comment and one line ``z2z-secret-1:<base64>``."""
+def format_secret(secret: bytes, network: str | None = None) -> str:
+    """The secret file's content: a comment, ``z2z-secret-1:<base64>`` and maybe the network name.
+
+    The network name (``z2z-network:<name>``) is written by `z2z join`: the DHT keys
+    are derived from the secret *and* the name, so a member needs both, and one file
+    keeps them together (one atomic write; one systemd credential).
+    """
     if len(secret) != SECRET_BYTES:
         raise ValueError(f"a network secret is {SECRET_BYTES} bytes")
-    return (
+    text = (
         "# z2z network secret: give the same file to every gateway of the network, to no one else\n"
         f"{SECRET_PREFIX}{base64.b64encode(secret).decode('ascii')}\n"
     )
+    return text + (f"{NETWORK_PREFIX}{network}\n" if network else "")
 
 
-def parse_secret(text: str) -> bytes:
-    """The 32 secret bytes of a secret file's text; SecurityError('bad-secret') if it is not one."""
+def parse_secret_file(text: str) -> tuple[bytes, str | None]:
+    """The secret and the network name (None if the file has none) of a secret file's text."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if len(lines) != 1 or not lines[0].startswith(SECRET_PREFIX):
+    names = [ln[len(NETWORK_PREFIX) :].strip() for ln in lines if ln.startswith(NETWORK_PREFIX)]
+    lines = [ln for ln in lines if not ln.startswith(NETWORK_PREFIX)]
+    if len(lines) != 1 or not lines[0].startswith(SECRET_PREFIX) or len(names) > 1:
         raise SecurityError("bad-secret", f"expected one line '{SECRET_PREFIX}<base64>' (see z2z keygen)")
     try:
         secret = base64.b64decode(lines[0][len(SECRET_PREFIX) :], validate=True)
@@ -90,7 +101,24 @@ def parse_secret(text: str) -> bytes:
         raise SecurityError("bad-secret", "not base64") from None
     if len(secret) != SECRET_BYTES:
         raise SecurityError("bad-secret", f"{len(secret)} bytes instead of {SECRET_BYTES}")
-    return secret
+    network = names[0] if names else None
+    if network is not None and not valid_site(network):
+        raise SecurityError("bad-secret", f"{NETWORK_PREFIX} {network[:64]!r} is not a valid network name")
+    return secret, network
+
+
+def parse_secret(text: str) -> bytes:
+    """The 32 secret bytes of a secret file's text; SecurityError('bad-secret') if it is not one."""
+    return parse_secret_file(text)[0]
+
+
+def network_fingerprint(secret: bytes, network: str) -> str:
+    """A short id of a private network (8 characters) that admins can compare on both sides.
+
+    Derived one-way (HKDF) from the secret and the name: it names the network in
+    logs and `z2z invite` / `z2z join` output without revealing anything of the secret.
+    """
+    return base64.b32encode(_hkdf(secret, "fingerprint", network)[:5]).decode("ascii").lower()
 
 
 def public_key_bytes(key: Ed25519PrivateKey) -> bytes:

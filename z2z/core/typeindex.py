@@ -21,6 +21,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from z2z.core.errors import Z2zError
 from z2z.core.records import RecordError, normalize_type
 from z2z.core.wire.envelope import valid_site
 
@@ -32,8 +33,10 @@ MAX_KNOWN = 256  # types an importer learns from all entries together
 _FIELDS = {"z2z", "idx", "net", "site", "ts", "ttl", "types"}
 
 
-class TypeIndexError(ValueError):
+class TypeIndexError(Z2zError, ValueError):
     """A type-index value z2z refuses."""
+
+    default_reason = "bad-type-index"
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,7 +166,9 @@ async def test_reload_keeps_what_is_still_allowed(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(logging.getLogger(), "level", logging.getLogger().level)  # reload sets it
     dht = MemoryDht()
     cfgs = [
-        build({}, {"site": s, "type": (T,), "state-dir": str(tmp_path / s), "election": False})
+        build(
+            {}, {"site": s, "type": (T,), "state-dir": str(tmp_path / s), "election": False, "public": True}
+        )
         for s in ("campus-a", "campus-b")
     ]
     a, b = (Gateway(c, MemoryLink(), MemoryRendezvous(dht)) for c in cfgs)
@@ -183,7 +185,7 @@ async def test_reload_keeps_what_is_still_allowed(tmp_path: Path, monkeypatch: p
     await until(lambda: list(b.link.published) == [(T, "Lobby Printer")])
     assert b.link.published[(T, "Lobby Printer")] is lobby_proxy
     assert b.config.site == "campus-b"  # needs a restart: kept
-    assert b.status()["filtered"] == {"import-deny": 1}
+    assert b.status().filtered == {"import-deny": 1}
 
     # a stops exporting the lobby printer (tombstone), b allows Printer again (next get)
     a.reload(replace(a.config, export_deny=("lobby*",)))
@@ -192,5 +194,5 @@ async def test_reload_keeps_what_is_still_allowed(tmp_path: Path, monkeypatch: p
 
     # an import-only type added by reload is listened to and browsed
     b.reload(replace(b.config, import_types=(T, "_daap._tcp")))
-    await until(lambda: set(b.status()["types"]["listening"]) == {T, "_daap._tcp"})
+    await until(lambda: set(b.status().types["listening"]) == {T, "_daap._tcp"})
     await asyncio.gather(a.stop(), b.stop())

@@ -23,7 +23,16 @@ def pair(tmp_path: Path):  # type: ignore[no-untyped-def]
     dht = MemoryDht()
     gws = []
     for site in ("campus-a", "campus-b"):
-        cfg = build({}, {"site": site, "type": (T,), "state-dir": str(tmp_path / site), "election": False})
+        cfg = build(
+            {},
+            {
+                "site": site,
+                "type": (T,),
+                "state-dir": str(tmp_path / site),
+                "election": False,
+                "public": True,
+            },
+        )
         gws.append(Gateway(cfg, MemoryLink(), MemoryRendezvous(dht)))
     return dht, gws[0], gws[1]
 
@@ -45,11 +54,11 @@ async def test_puts_wait_out_an_outage_and_newest_wins(pair) -> None:  # type: i
     dht, a, b = pair
     await a.start()
     await b.start()
-    a._puts.backoff_max = 0.2
+    a.bridging.puts.backoff_max = 0.2
     dht.up = False
     a.service_up(PRINTER)
     a.service_up(Service(T, "Printer", "printer", 632, (), ("10.1.0.9",)))
-    await until(lambda: a._puts.failures >= 2)
+    await until(lambda: a.bridging.puts.failures >= 2)
     dht.up = True
     await until(lambda: (T, "Printer") in b.link.published)
     assert b.link.published[(T, "Printer")].port == 632
@@ -85,7 +94,7 @@ async def test_full_gets_never_overlap_and_a_request_while_busy_is_not_lost(pair
     dht, a, b = pair
     await b.start()
     await asyncio.sleep(0.05)
-    await until(lambda: not b._anti_entropy_running)  # the start-up round is over
+    await until(lambda: not b.bridging._anti_entropy_running)  # the start-up round is over
     gets: list[str] = []
     running = 0
     original = b.rendezvous.get
@@ -99,16 +108,16 @@ async def test_full_gets_never_overlap_and_a_request_while_busy_is_not_lost(pair
         return await original(key)
 
     b.rendezvous.get = slow_get
-    first = asyncio.create_task(b.anti_entropy())
+    first = asyncio.create_task(b.bridging.anti_entropy())
     await asyncio.sleep(0.05)
-    await b._anti_entropy_job()  # the periodic job meets a running get: skips its round
-    await b._anti_entropy_job()
+    await b.bridging.anti_entropy_job()  # the periodic job meets a running get: skips its round
+    await b.bridging.anti_entropy_job()
     await first
     assert gets == ["start"]
-    first = asyncio.create_task(b.anti_entropy())
+    first = asyncio.create_task(b.bridging.anti_entropy())
     await asyncio.sleep(0.05)
-    await b.anti_entropy()  # asked while busy (the rendezvous came back): one more round after
-    await b.anti_entropy()
+    await b.bridging.anti_entropy()  # asked while busy (the rendezvous came back): one more round after
+    await b.bridging.anti_entropy()
     await first
     assert gets == ["start", "start", "start"]  # rounds one after another, none lost, none extra
     await b.stop()

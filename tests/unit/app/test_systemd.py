@@ -50,6 +50,9 @@ def test_unit_asks_for_what_the_issue_says() -> None:
     assert int(s["WatchdogSec"][0]) > 0
     assert s["ExecStart"] == ["/opt/z2z/bin/z2z run"]
     assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    # the private network's secret reaches the dynamic user as a systemd credential
+    assert s["LoadCredential"] == ["network.secret:/var/lib/z2z/network.secret"]
+    assert [v.partition(":")[0] for v in s["SetCredential"]] == ["network.secret"]
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze (Debian systemd)")
@@ -130,7 +133,14 @@ async def test_gateway_ready_status_watchdog_stopping(
     monkeypatch.setenv("WATCHDOG_USEC", "200000")  # ping every 0.1 s
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     cfg = build(
-        {}, {"site": "campus-a", "type": ("_ipp._tcp",), "state-dir": str(tmp_path), "election": False}
+        {},
+        {
+            "site": "campus-a",
+            "type": ("_ipp._tcp",),
+            "state-dir": str(tmp_path),
+            "election": False,
+            "public": True,
+        },
     )
     gw = Gateway(cfg, MemoryLink(), MemoryRendezvous(MemoryDht()))
     await gw.start()
@@ -151,11 +161,11 @@ async def test_gateway_ready_status_watchdog_stopping(
 
 
 async def test_follower_is_ready_too(notify_socket: socket.socket, tmp_path: Path) -> None:
-    cfg = build({}, {"site": "campus-a", "type": ("_ipp._tcp",), "state-dir": str(tmp_path)})
+    cfg = build({}, {"site": "campus-a", "type": ("_ipp._tcp",), "state-dir": str(tmp_path), "public": True})
     gw = Gateway(cfg, MemoryLink(), MemoryRendezvous(MemoryDht()))
     gw.leadership.machine.status = lambda: {"state": "follower", "stage": 1}  # type: ignore[union-attr]
     gw.bridge.active = False
-    gw._notify_service()
+    gw.notify_systemd()
     assert received(notify_socket)[0] == "READY=1"
 
 

@@ -35,6 +35,7 @@ async def pair(tmp_path: Path, **extra: object) -> tuple[MemoryDht, Gateway, Gat
             "election": False,
             "metrics-listen": "127.0.0.1:0",
             "http-listen": "127.0.0.1:0",
+            "public": True,
             **extra,
         }
         gw = Gateway(build({}, flags), MemoryLink(), MemoryRendezvous(dht))

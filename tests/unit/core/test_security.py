@@ -611,7 +611,7 @@ async def test_gateways_with_the_secret_bridge_and_the_stranger_is_shut_out(tmp_
     # b learned a's key and persisted it; status shows b's own key for other sites to pin
     known = keys.load_known_sites(tmp_path / "campus-b")
     assert known == {"campus-a": a.codec.public_key}
-    st = b.status()
+    st = b.status().as_json()
     assert st["private"] and st["site_key"] == format_public_key(b.codec.public_key or b"")
     for gw in gws.values():
         await gw.stop()
@@ -644,8 +644,9 @@ def test_cli_keygen_show_key_and_bad_secret(tmp_path: Path) -> None:
             "run", "--site", "x", "--state-dir", str(state), "--network-secret", str(secret)
         )
         assert rc == 2 and err.count("\n") == 1 and needle in err and "Traceback" not in err
-    rc, out, err = run_cli("run", "--site", "x", "--state-dir", str(state), "--trust", "explicit")
-    assert rc == 2 and "network-secret" in err
+    # signed values exist only in a private network: explicit trust in the open mode is refused
+    rc, out, err = run_cli("run", "--site", "x", "--state-dir", str(state), "--trust", "explicit", "--public")
+    assert rc == 2 and "public" in err and err.count("\n") == 1
 
 
 def test_trust_and_allow_config_keys(tmp_path: Path) -> None:
@@ -708,11 +709,11 @@ def test_gateway_trust_for_leader_records(tmp_path: Path) -> None:
     )
     gw = Gateway(cfg, MemoryLink(), MemoryRendezvous(MemoryDht()))
     ka, kx = public_key_bytes(site_key(1)), public_key_bytes(site_key(2))
-    assert gw.trust_site("campus-a", ka) is None  # learned on first use, and persisted
+    assert gw.bridging.trust_site("campus-a", ka) is None  # learned on first use, and persisted
     assert keys.load_known_sites(state)["campus-a"] == ka
-    assert gw.trust_site("campus-a", kx) == "key-changed"
-    assert gw.trust_site("campus-b", gw.codec.public_key) is None  # our own records, always
-    assert gw.trust_site("campus-a", None) is None  # (public records carry no signer)
+    assert gw.bridging.trust_site("campus-a", kx) == "key-changed"
+    assert gw.bridging.trust_site("campus-b", gw.codec.public_key) is None  # our own records, always
+    assert gw.bridging.trust_site("campus-a", None) is None  # (public records carry no signer)
 
 
 def test_link_announcements_carry_proof_of_membership() -> None:
@@ -766,7 +767,7 @@ async def test_type_index_entries_go_through_the_trust_policy(tmp_path: Path) ->
         body = typeindex.encode(typeindex.SiteTypes("z2z", "campus-a", ts, 120, (T,)))
         return codec.seal(body, key)
 
-    gw._remote_value(typeindex.INDEX_TYPE, entry(honest, NOW), NOW)  # learns campus-a's key
+    gw.bridging.remote_value(typeindex.INDEX_TYPE, entry(honest, NOW), NOW)  # learns campus-a's key
     assert gw.bridge.stats.rejected["bad-type-index"] == 0
-    gw._remote_value(typeindex.INDEX_TYPE, entry(rogue, NOW + 1), NOW + 1)  # claims campus-a
+    gw.bridging.remote_value(typeindex.INDEX_TYPE, entry(rogue, NOW + 1), NOW + 1)  # claims campus-a
     assert gw.bridge.stats.rejected["bad-type-index"] == 1

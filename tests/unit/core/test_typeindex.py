@@ -76,6 +76,7 @@ async def test_import_star_learns_types_from_other_sites(tmp_path: Path) -> None
                 "site": "campus-a",
                 "type": ("_ipp._tcp", "_daap._tcp"),
                 "election": False,
+                "public": True,
                 "import-types": (),
                 "state-dir": str(tmp_path / "a"),
             },
@@ -92,6 +93,7 @@ async def test_import_star_learns_types_from_other_sites(tmp_path: Path) -> None
                 "import-types": ("*",),
                 "deny-types": ("_daap._tcp",),
                 "election": False,
+                "public": True,
                 "state-dir": str(tmp_path / "b"),
             },
         ),
@@ -105,7 +107,7 @@ async def test_import_star_learns_types_from_other_sites(tmp_path: Path) -> None
         a.service_up(MUSIC)
         # b's link never showed _ipp._tcp: the index tells it; _daap._tcp is denied there
         await until(lambda: list(b.link.published) == [("_ipp._tcp", "Printer")])
-        st = b.status()["types"]
+        st = b.status().types
         assert st["exported_elsewhere"] == ["_ipp._tcp"]
         assert "_services._dns-sd._udp" in st["listening"]
         await asyncio.sleep(0.3)

@@ -80,6 +80,24 @@ def _absolute_labels(text: str, what: str) -> tuple[bytes, ...]:
     return tuple(labels)
 
 
+def browse_zones(prefixes: Iterable[str]) -> tuple[str, ...]:
+    """``_dns-sd._udp.<reverse>.`` for each prefix: where RFC 6763 §11 clients look.
+
+    A client computes its subnet's address with the host bits zeroed and asks under
+    that address's reverse-mapping name (``b._dns-sd._udp.0.2.88.10.in-addr.arpa.``
+    for 10.88.2.0/24); the stdlib's `reverse_pointer` writes that name.
+    ValueError (naming the prefix) for anything that is not an IP prefix.
+    """
+    out: dict[str, None] = {}
+    for text in prefixes:
+        try:
+            net = ipaddress.ip_network(str(text).strip(), strict=False)
+        except ValueError as exc:
+            raise ValueError(f"browse prefix {text!r} is not an IP prefix: {exc}") from None
+        out[f"_dns-sd._udp.{net.network_address.reverse_pointer}."] = None
+    return tuple(out)
+
+
 class DnsSdZone:
     """The DNS-SD records of one unicast domain, answering raw DNS queries.
 
@@ -89,6 +107,13 @@ class DnsSdZone:
     the ``b``/``db``/``lb._dns-sd._udp`` browse-domain PTRs, the
     ``_services._dns-sd._udp`` type enumeration, and SOA/NS at the apex.  Negative
     answers carry the SOA (RFC 2308).  All TTLs are capped at `max_ttl`.
+
+    `browse_prefixes` (``10.77.2.0/24``, ``fd77:2::/64``) are the subnets whose
+    clients should find this domain by themselves (RFC 6763 §11): the zone also
+    serves ``b``/``db``/``lb._dns-sd._udp.<reverse of the prefix>`` → the domain,
+    each ``_dns-sd._udp.<reverse>`` being a small zone of its own (SOA, NS) so that
+    a campus resolver can forward or delegate exactly that name.  Every other name
+    of the reverse trees is refused: this is not the reverse zone's server.
 
     `nameserver` is the NS target (default ``ns.<domain>``); when it lies inside
     the domain, give `nameserver_addresses` so that the name resolves.
@@ -110,6 +135,7 @@ class DnsSdZone:
         max_udp_payload: int = DEFAULT_EDNS_PAYLOAD,
         cache_size: int = 4096,
         serial: int = 1,
+        browse_prefixes: Iterable[str] = (),
     ) -> None:
         labels = _absolute_labels(domain, "domain")
         if not labels:
@@ -125,9 +151,18 @@ class DnsSdZone:
         self._ns = _absolute_labels(nameserver or f"ns.{self.domain}", "nameserver")
         self._ns_addresses = tuple(str(ipaddress.ip_address(a)) for a in nameserver_addresses)
         self._hostmaster = _absolute_labels(hostmaster or f"hostmaster.{self.domain}", "hostmaster")
+        self.browse_zones = browse_zones(browse_prefixes)
+        # Longest first, so a name is matched to the most specific zone that holds it.
+        self._zones: tuple[Name, ...] = tuple(
+            sorted(
+                {self._apex, *(_lower(DNSLabel(z).label) for z in self.browse_zones)},
+                key=len,
+                reverse=True,
+            )
+        )
+        self._soas: dict[Name, RR] = {}
         self._rrsets: dict[Name, dict[int, list[RR]]] = {}
         self._names: set[Name] = set()
-        self._soa: RR | None = None
         self._cache: dict[tuple[Any, ...], bytes] = {}
         self.services: tuple[Service, ...] = ()
         self.rejected = 0
@@ -157,7 +192,7 @@ class DnsSdZone:
                 log.debug("zone %s: skipping %r: %s", self.domain, svc, exc)
                 rejected += 1
                 continue
-            svc = Service(stype, svc.instance, svc.host, svc.port, svc.txt, addresses)
+            svc = Service(stype, svc.instance, svc.host, svc.port, svc.txt, addresses, svc.subtypes)
             chosen[(stype, svc.instance.encode("utf-8").lower())] = svc  # last one wins
 
         if _bump:
@@ -174,19 +209,22 @@ class DnsSdZone:
             rr.ttl = min(rr.ttl, self.ttl)
             rrsets.setdefault(owner, {}).setdefault(rr.rtype, []).append(rr)
 
-        apex = DNSLabel(list(self._apex))
         ttl = self.ttl
-        soa = RR(
-            apex,
-            T_SOA,
-            ttl=ttl,
-            # refresh, retry, expire, minimum (= negative-caching TTL, RFC 2308)
-            rdata=SOA(
-                DNSLabel(list(self._ns)), DNSLabel(list(self._hostmaster)), (self.serial, 60, 30, 3600, ttl)
-            ),
-        )
-        add(soa)
-        add(RR(apex, T_NS, ttl=ttl, rdata=NS(DNSLabel(list(self._ns)))))
+        soas: dict[Name, RR] = {}
+        ns, hostmaster = DNSLabel(list(self._ns)), DNSLabel(list(self._hostmaster))
+        for zone_apex in self._zones:
+            origin = DNSLabel(list(zone_apex))
+            soa = RR(
+                origin,
+                T_SOA,
+                ttl=ttl,
+                # refresh, retry, expire, minimum (= negative-caching TTL, RFC 2308)
+                rdata=SOA(ns, hostmaster, (self.serial, 60, 30, 3600, ttl)),
+            )
+            soas[zone_apex] = soa
+            add(soa)
+            add(RR(origin, T_NS, ttl=ttl, rdata=NS(ns)))
+        apex = DNSLabel(list(self._apex))
         if _lower(self._ns)[-len(self._apex) :] == self._apex:
             for a in self._ns_addresses:
                 v4 = ipaddress.ip_address(a).version == 4
@@ -198,8 +236,13 @@ class DnsSdZone:
                         rdata=A(a) if v4 else AAAA(a),
                     )
                 )
-        for browse in (b"b", b"db", b"lb"):  # RFC 6763 §11: this domain is worth browsing
+        # RFC 6763 §11: this domain is worth browsing, asked under the domain itself
+        # and under the reverse-mapping domains of the subnets it serves.
+        for browse in (b"b", b"db", b"lb"):
             add(RR(DNSLabel([browse, b"_dns-sd", b"_udp", *self._apex]), T_PTR, ttl=ttl, rdata=PTR(apex)))
+            for zone_apex in self._zones:
+                if zone_apex != self._apex:
+                    add(RR(DNSLabel([browse, *zone_apex]), T_PTR, ttl=ttl, rdata=PTR(apex)))
         types: list[str] = []
         for svc in sorted(chosen.values(), key=lambda s: (s.type, s.instance.encode("utf-8").lower())):
             if svc.type not in types:
@@ -211,13 +254,21 @@ class DnsSdZone:
                 add(rr)
 
         names: set[Name] = set()
-        for owner in rrsets:  # every ancestor down to the apex exists (empty non-terminals)
-            for i in range(len(owner) - len(self._apex) + 1):
+        for owner in rrsets:  # every ancestor down to its zone's apex exists (empty non-terminals)
+            holder = self._zone_of(owner) or ()
+            for i in range(len(owner) - len(holder) + 1):
                 names.add(owner[i:])
-        self._rrsets, self._names, self._soa = rrsets, names, soa
+        self._rrsets, self._names, self._soas = rrsets, names, soas
         self.services = tuple(chosen.values())
         self.rejected = rejected
         self._cache.clear()
+
+    def _zone_of(self, name: Name) -> Name | None:
+        """The apex of the zone (the domain or a reverse browse zone) holding `name`, if any."""
+        for zone_apex in self._zones:
+            if len(name) >= len(zone_apex) and name[len(name) - len(zone_apex) :] == zone_apex:
+                return zone_apex
+        return None
 
     def records(self) -> list[RR]:
         """Every resource record the zone serves (for status pages and debugging)."""
@@ -362,8 +413,8 @@ class DnsSdZone:
         if qtype in (T_MAILA, T_MAILB):
             return self._encode(qid, opcode, rd, cd, NOTIMP, 0, question, [], [], [], edns)
         name = _lower(labels)
-        apex = self._apex
-        if qtype in (T_AXFR, T_IXFR) or qclass not in (C_IN, C_ANY) or name[len(name) - len(apex) :] != apex:
+        zone_apex = self._zone_of(name)
+        if qtype in (T_AXFR, T_IXFR) or qclass not in (C_IN, C_ANY) or zone_apex is None:
             return self._encode(qid, opcode, rd, cd, REFUSED, 0, question, [], [], [], edns)
         node = self._rrsets.get(name)
         answers: list[RR] = []
@@ -374,7 +425,8 @@ class DnsSdZone:
                 answers = list(node.get(qtype, ()))
         if not answers:
             rcode = NOERROR if name in self._names else NXDOMAIN
-            auth = [self._soa] if self._soa is not None else []
+            soa = self._soas.get(zone_apex)
+            auth = [soa] if soa is not None else []
             return self._encode(qid, opcode, rd, cd, rcode, 1, question, [], auth, [], edns, limit)
         additional = self._additional(answers)
         return self._encode(qid, opcode, rd, cd, NOERROR, 1, question, answers, [], additional, edns, limit)

@@ -21,7 +21,9 @@ MODES = ("auto", "avahi", "zeroconf")
 log = logging.getLogger(__name__)
 
 
-def open_link(mode: str = "auto", interfaces: Sequence[str] = ()) -> LinkBackend:
+def open_link(
+    mode: str = "auto", interfaces: Sequence[str] = (), subtypes: Sequence[str] = ()
+) -> LinkBackend:
     """The link backend for `mode` (``auto``, ``avahi`` or ``zeroconf``); not started yet.
 
     ``auto`` checks the system bus (``DBUS_SYSTEM_BUS_ADDRESS`` is honoured) for
@@ -29,6 +31,7 @@ def open_link(mode: str = "auto", interfaces: Sequence[str] = ()) -> LinkBackend
     when python3-avahi/dbus/gi are missing, it falls back to python-zeroconf and
     logs why.  Raises LinkError for unknown interfaces or a missing Avahi module
     when ``avahi`` is asked for explicitly, ValueError for an unknown mode.
+    `subtypes` (``_universal._sub._ipp._tcp``...) are browsed with their types.
     """
     mode = mode.strip().lower()
     if mode not in MODES:
@@ -44,12 +47,12 @@ def open_link(mode: str = "auto", interfaces: Sequence[str] = ()) -> LinkBackend
             log.info("mDNS through python-zeroconf: the Avahi backend is not installed (%s)", exc)
         else:
             if mode == "avahi":
-                return AvahiLink(interfaces)
+                return AvahiLink(interfaces, subtypes=subtypes)
             reason = probe_avahi(interfaces)
             if reason is None:
                 log.info("mDNS through avahi-daemon (D-Bus)")
-                return AvahiLink(interfaces)
+                return AvahiLink(interfaces, subtypes=subtypes)
             log.debug("mDNS through python-zeroconf: %s", reason)
     from z2z.adapters.link.zeroconf import ZeroconfLink
 
-    return ZeroconfLink(interfaces)
+    return ZeroconfLink(interfaces, subtypes=subtypes)

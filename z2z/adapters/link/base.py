@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Protocol, runtime_checkable
 
-from z2z.core.records import Service
+from z2z.core.errors import Z2zError
+from z2z.core.records import RecordError, Service, parse_subtype
+
+log = logging.getLogger(__name__)
 
 
-class LinkError(RuntimeError):
+class LinkError(Z2zError, RuntimeError):
     """The link backend cannot do what was asked (no such interface, daemon gone...)."""
+
+    default_reason = "link"
 
 
 class LinkListener(Protocol):
@@ -90,3 +96,28 @@ class KeyedLocks:
             users[0] -= 1
             if users[0] == 0:
                 del self._locks[key]
+
+
+def service_key(service_type: str, instance: str) -> tuple[str, str]:
+    """DNS names compare case-insensitively, so the backends' registries do too."""
+    return (service_type.lower(), instance.lower())
+
+
+def call_safely(callback: Callable[..., None], *args: object) -> None:
+    """Call a listener; its bugs are logged, never thrown into the link library."""
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("link listener failed in %r", callback)
+
+
+def subtypes_by_type(names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``["_universal._sub._ipp._tcp", ...]`` → ``{"_ipp._tcp": ("_universal", ...)}``; LinkError if bad."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        try:
+            label, service_type = parse_subtype(name)
+        except RecordError as exc:
+            raise LinkError(str(exc)) from None
+        out[service_type] = (*out.get(service_type, ()), label)
+    return out

@@ -14,6 +14,9 @@ Things python-zeroconf does not do for us, and why they are done here:
   filtered so the core never sees its proxies as local services.
 * Its `ServiceInfo.text` is the raw TXT rdata; it is parsed with dnslib so TXT
   strings keep their order and exact bytes (``properties`` is a dict).
+* It writes a dotted instance name as several labels (its issue #146): every
+  packet goes out through `LabelSafeZeroconf`, which mends such names into one
+  label (`z2z.adapters.link.labels`).
 """
 
 from __future__ import annotations
@@ -23,10 +26,8 @@ import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import ifaddr
-from dnslib import TXT, DNSBuffer, DNSError
 from zeroconf import (
     BadTypeInNameException,
     DNSPointer,
@@ -43,14 +44,44 @@ from zeroconf import (
 )
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from z2z.adapters.link.base import KeyedLocks, LinkError, LinkListener
-from z2z.core.records import MAX_LABEL, RecordError, Service, normalize_type, truncate_label
+from z2z.adapters.link.base import (
+    KeyedLocks,
+    LinkError,
+    LinkListener,
+    call_safely,
+    service_key,
+    subtypes_by_type,
+)
+from z2z.adapters.link.zeroconf_ext import (
+    LOCAL_SUFFIX,
+    InterfaceSpec,
+    LabelSafeZeroconf,
+    SubtypePointers,
+    cached_subtypes,
+    select_interfaces,
+    service_from_info,
+)
+from z2z.core.records import (
+    MAX_LABEL,
+    RecordError,
+    Service,
+    encode_txt,
+    normalize_type,
+    parse_txt,
+    truncate_label,
+)
 
-__all__ = ["ZeroconfLink", "encode_txt", "parse_txt", "select_interfaces", "service_from_info"]
+__all__ = [
+    "LabelSafeZeroconf",
+    "ZeroconfLink",
+    "encode_txt",
+    "parse_txt",
+    "select_interfaces",
+    "service_from_info",
+]
 
 log = logging.getLogger(__name__)
 
-LOCAL_SUFFIX = ".local."
 META_QUERY = "_services._dns-sd._udp.local."  # DNS-SD type enumeration (RFC 6763 §9)
 # One resolve attempt waits this long; a responder answers QM questions within
 # ~120 ms, and python-zeroconf re-asks after ~0.3 s and then every second.
@@ -62,189 +93,15 @@ CACHE_WARM_S = 1.5
 # TTL of every record published for a proxied service (python-zeroconf re-announces
 # nothing by itself, but answers queries, so caches refresh while we live).
 PROXY_TTL = 120
+# A record said goodbye stays cached this long (RFC 6762 §10.1: TTL 1 s).
+GOODBYE_S = 1.2
 # Our own withdrawn PTR stays in our cache ~1 s after the goodbye (RFC 6762
 # §10.1); do not mistake it for a rival when the same name is published again.
 WITHDRAW_ECHO_S = 2.0
 
-InterfaceSpec = str | int
-
 
 # ---------------------------------------------------------------------------
-# pure helpers (tested without sockets)
-
-
-def parse_txt(rdata: bytes) -> tuple[bytes, ...]:
-    """Raw TXT rdata (length-prefixed strings) as a tuple of strings, in order.
-
-    The single empty string RFC 6763 §6.1 requires for "no TXT data" becomes ``()``,
-    as in `z2z.core.records`.  Raises ValueError on malformed rdata.
-    """
-    if not rdata:
-        return ()
-    try:
-        strings = tuple(bytes(s) for s in TXT.parse(DNSBuffer(rdata), len(rdata)).data)
-    except DNSError as exc:
-        raise ValueError(f"malformed TXT rdata: {exc}") from None
-    return () if strings == (b"",) else strings
-
-
-def encode_txt(strings: Sequence[bytes]) -> bytes:
-    """TXT strings as raw rdata; no strings gives the one empty string DNS-SD wants."""
-    buf = DNSBuffer()
-    try:
-        TXT(list(strings) or [b""]).pack(buf)
-    except DNSError as exc:
-        raise ValueError(str(exc)) from None
-    return bytes(buf.data)
-
-
-def _address_order(address: str) -> tuple[int, bytes]:
-    ip = ipaddress.ip_address(address)
-    return (ip.version, ip.packed)
-
-
-def service_from_info(service_type: str, info: ServiceInfo) -> Service:
-    """Fold a resolved `ServiceInfo` into a `Service` of bare type `service_type`.
-
-    The instance is what precedes ``.<type>.local.`` in the name, so dots inside
-    it survive (python-zeroconf keeps names unescaped).  Addresses are sorted so
-    that the same records always give an equal value (the dedupe relies on it).
-    Raises ValueError when the records do not make a service.
-    """
-    suffix = f".{service_type}{LOCAL_SUFFIX}"
-    name = info.name
-    if not name.lower().endswith(suffix.lower()) or len(name) <= len(suffix):
-        raise ValueError(f"{name!r} is not an instance of {service_type}")
-    if not info.server or not info.port:
-        raise ValueError(f"{name!r} has no usable SRV record")
-    host = info.server.split(".", 1)[0]
-    if not host:
-        raise ValueError(f"{name!r} has an empty SRV target")
-    addresses = tuple(sorted(set(info.parsed_addresses()), key=_address_order))
-    return Service(
-        type=service_type,
-        instance=name[: -len(suffix)],
-        host=host,
-        port=int(info.port),
-        txt=parse_txt(info.text),
-        addresses=addresses,
-    )
-
-
-def _is_loopback(adapter: ifaddr.Adapter) -> bool:
-    return any(_ip_of(ip).is_loopback for ip in adapter.ips)
-
-
-def _ip_of(ip: ifaddr.IP) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    raw = ip.ip[0] if isinstance(ip.ip, tuple) else ip.ip
-    return ipaddress.ip_address(raw.split("%", 1)[0])
-
-
-def _adapter_specs(adapter: ifaddr.Adapter) -> list[InterfaceSpec]:
-    """One IPv4 address and/or the IPv6 interface index for an adapter.
-
-    One entry per family and interface: python-zeroconf opens a sender per entry,
-    so listing every address of an interface would send every packet twice.  IPv6
-    uses the index because multicast joins are per interface and link-local
-    addresses are not unique across interfaces.
-    """
-    specs: list[InterfaceSpec] = []
-    v4 = [ip for ip in adapter.ips if ip.is_IPv4]
-    if v4:
-        specs.append(str(v4[0].ip))
-    if adapter.index is not None and any(ip.is_IPv6 for ip in adapter.ips):
-        specs.append(int(adapter.index))
-    return specs
-
-
-def select_interfaces(
-    interfaces: Sequence[str],
-    ip_version: IPVersion | None = None,
-    adapters: Sequence[ifaddr.Adapter] | None = None,
-) -> tuple[list[InterfaceSpec], IPVersion]:
-    """Map interface names or addresses to what python-zeroconf accepts.
-
-    Returns IPv4 address strings and IPv6 interface indexes, and the IP version to
-    use: the one asked for, else both families when both are present.  An empty
-    `interfaces` means every non-loopback interface.  Raises LinkError for a name
-    or address that no interface has.
-    """
-    adapters = list(ifaddr.get_adapters() if adapters is None else adapters)
-    by_name = {a.name: a for a in adapters}
-    by_name.update({a.nice_name: a for a in adapters if a.nice_name not in by_name})
-    available = ", ".join(sorted({a.name for a in adapters})) or "none"
-
-    specs: list[InterfaceSpec] = []
-    if not interfaces:
-        for candidate in adapters:
-            if not _is_loopback(candidate):
-                specs += _adapter_specs(candidate)
-    for raw in interfaces:
-        entry = raw.strip()
-        wanted = _parse_ip(entry)
-        if wanted is None:
-            adapter = by_name.get(entry)
-            if adapter is None:
-                raise LinkError(f"no such interface: {entry} (available: {available})")
-            found = _adapter_specs(adapter)
-            if not found:
-                raise LinkError(f"interface {entry} has no IP address")
-            specs += found
-            continue
-        owner = _owner_of(wanted, entry, adapters)
-        if owner is None:
-            raise LinkError(f"no interface has address {entry} (available: {available})")
-        if wanted.version == 4:
-            specs.append(str(wanted))
-        elif owner.index is not None:
-            specs.append(int(owner.index))
-
-    specs = list(dict.fromkeys(specs))
-    has_v4 = any(isinstance(s, str) for s in specs)
-    has_v6 = any(isinstance(s, int) for s in specs)
-    if ip_version is None:
-        ip_version = IPVersion.All if has_v4 and has_v6 else IPVersion.V6Only if has_v6 else IPVersion.V4Only
-    if ip_version is IPVersion.V4Only:
-        specs = [s for s in specs if isinstance(s, str)]
-    elif ip_version is IPVersion.V6Only:
-        specs = [s for s in specs if isinstance(s, int)]
-    if not specs:
-        raise LinkError(
-            f"no usable {ip_version.name} interface among {list(interfaces) or 'all'}"
-            f" (available: {available})"
-        )
-    return specs, ip_version
-
-
-def _parse_ip(entry: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(entry.split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-def _owner_of(
-    wanted: ipaddress.IPv4Address | ipaddress.IPv6Address,
-    entry: str,
-    adapters: Sequence[ifaddr.Adapter],
-) -> ifaddr.Adapter | None:
-    """The adapter holding `wanted`; a ``%scope`` suffix picks among equal link-locals."""
-    scope = entry.split("%", 1)[1] if "%" in entry else None
-    for adapter in adapters:
-        if scope is not None and scope not in (adapter.name, str(adapter.index)):
-            continue
-        if any(_ip_of(ip) == wanted for ip in adapter.ips):
-            return adapter
-    return None
-
-
-# ---------------------------------------------------------------------------
-# the backend
-
-
-def _key(service_type: str, instance: str) -> tuple[str, str]:
-    """DNS names compare case-insensitively, so the registry does too."""
-    return (service_type.lower(), instance.lower())
+# the backend (helpers: z2z.adapters.link.zeroconf_ext)
 
 
 @dataclass(slots=True)
@@ -262,7 +119,9 @@ class ZeroconfLink:
 
     `interfaces` are names (``lan0``) or addresses; empty means all non-loopback
     interfaces.  `ip_version` defaults to whatever the chosen interfaces have.
-    With `always_probe` every publication is probed (see `publish`).
+    With `always_probe` every publication is probed (see `publish`).  `subtypes`
+    (``_universal._sub._ipp._tcp``...) are browsed with their types, so that each
+    instance's subtypes are learned; any other ``_sub`` PTR in the cache counts too.
     """
 
     def __init__(
@@ -272,8 +131,10 @@ class ZeroconfLink:
         ip_version: IPVersion | None = None,
         always_probe: bool = False,
         resolve_timeout: float = RESOLVE_TIMEOUT,
+        subtypes: Sequence[str] = (),
     ) -> None:
         self._requested = tuple(interfaces)
+        self._subtypes = subtypes_by_type(subtypes)
         self._specs, self._ip_version = select_interfaces(self._requested, ip_version)
         self._always_probe = always_probe
         self._resolve_timeout_ms = int(resolve_timeout * 1000)
@@ -290,6 +151,7 @@ class ZeroconfLink:
         self._withdrawn: dict[str, float] = {}  # name key -> monotonic time of goodbye
         self._locks = KeyedLocks()
         self._background: set[Awaitable[None]] = set()
+        self._pointers: SubtypePointers | None = None
 
     @property
     def interfaces(self) -> list[InterfaceSpec]:
@@ -308,7 +170,8 @@ class ZeroconfLink:
             raise LinkError(str(exc)) from None
         self._listener = listener
         try:
-            aiozc = AsyncZeroconf(interfaces=list(self._specs), ip_version=self._ip_version)
+            zc = LabelSafeZeroconf(interfaces=list(self._specs), ip_version=self._ip_version)
+            aiozc = AsyncZeroconf(zc=zc)
         except (OSError, RuntimeError) as exc:
             raise LinkError(f"cannot open mDNS sockets on {self._specs}: {exc}") from exc
         try:
@@ -320,6 +183,7 @@ class ZeroconfLink:
             await aiozc.async_close()
             raise LinkError(f"no interface of {self._specs} could send mDNS")
         self._aiozc = aiozc
+        self._pointers = SubtypePointers(aiozc.zeroconf)
         self._types = {}
         self._add_browser(bare)
         log.info("zeroconf link up on %s (%s), browsing %s", self._specs, self._ip_version.name, bare)
@@ -345,6 +209,8 @@ class ZeroconfLink:
         self._reported.clear()
         self._dirty.clear()
         self._withdrawn.clear()
+        if self._pointers is not None:
+            self._pointers.clear_all()  # python-zeroconf does not know them: their goodbyes first
         await aiozc.async_close()  # goodbyes for all registrations, then sockets closed
 
     # -- browsing ----------------------------------------------------------
@@ -364,6 +230,44 @@ class ZeroconfLink:
                 question_type=DNSQuestionType.QM,
             )
         )
+        subtype_names = [f"{sub}._sub.{fq}" for fq, t in new.items() for sub in self._subtypes.get(t, ())]
+        if subtype_names:
+            self._browsers.append(
+                AsyncServiceBrowser(
+                    self._aiozc.zeroconf,
+                    subtype_names,
+                    handlers=[self._on_subtype_change],
+                    question_type=DNSQuestionType.QM,
+                )
+            )
+
+    def _on_subtype_change(
+        self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        """A subtype PTR came or went: resolve the instance again if it is known (on the loop).
+
+        `service_type` is the subtype name (python-zeroconf passes keyword arguments).
+        """
+        key = name.lower()
+        if key in self._own_names or (key not in self._reported and key not in self._resolving):
+            return  # unknown instances get their subtypes when their own PTR is resolved
+        fq_type = service_type.split("._sub.", 1)[1]
+        if state_change is ServiceStateChange.Removed:
+            # A goodbye leaves the PTR cached for one more second (RFC 6762 §10.1).
+            loop = asyncio.get_running_loop()
+            loop.call_later(GOODBYE_S, self._re_resolve, fq_type, name, key)
+        else:
+            self._re_resolve(fq_type, name, key)
+
+    def _re_resolve(self, fq_type: str, name: str, key: str) -> None:
+        if self._aiozc is None or key in self._own_names:
+            return
+        if key in self._resolving:
+            self._dirty.add(key)
+        elif key in self._reported:
+            self._resolving[key] = asyncio.get_running_loop().create_task(
+                self._resolve(fq_type, name, key), name=f"z2z-resolve {name}"
+            )
 
     async def browse(self, types: Sequence[str]) -> None:
         """Browse more types on the running link (discovered ones, or added by a reload)."""
@@ -392,7 +296,7 @@ class ZeroconfLink:
             except RecordError:
                 log.debug("ignoring odd service type %r on the link", name)
                 return
-            _safely(on_type, bare)
+            call_safely(on_type, bare)
 
         self._browsers.append(
             AsyncServiceBrowser(
@@ -421,7 +325,7 @@ class ZeroconfLink:
             self._dirty.discard(key)
             gone = self._reported.pop(key, None)
             if gone is not None and self._listener is not None:
-                _safely(self._listener.service_down, gone.type, gone.instance)
+                call_safely(self._listener.service_down, gone.type, gone.instance)
             return
         if key in self._resolving:
             self._dirty.add(key)  # the running task resolves once more when done
@@ -443,7 +347,7 @@ class ZeroconfLink:
                     and self._listener is not None
                 ):
                     self._reported[key] = service
-                    _safely(self._listener.service_up, service)
+                    call_safely(self._listener.service_up, service)
                 if key not in self._dirty:
                     return
         except Exception:  # one odd service must not stop the others
@@ -466,14 +370,15 @@ class ZeroconfLink:
                 )
             except BadTypeInNameException as exc:
                 if self._listener is not None:
-                    _safely(self._listener.service_refused, name, f"bad name: {exc}")
+                    call_safely(self._listener.service_refused, name, f"bad name: {exc}")
                 return None
             if found:
                 try:
-                    return service_from_info(bare, info)
+                    subtypes = cached_subtypes(aiozc.zeroconf, bare, info.name)
+                    return replace(service_from_info(bare, info), subtypes=subtypes)
                 except ValueError as exc:
                     if self._listener is not None:
-                        _safely(self._listener.service_refused, name, str(exc))
+                        call_safely(self._listener.service_refused, name, str(exc))
                     return None
             log.debug("no answer resolving %r (attempt %d)", name, attempt)
         log.warning("could not resolve %r after %d attempts", name, RESOLVE_ATTEMPTS)
@@ -504,7 +409,7 @@ class ZeroconfLink:
         in place (``async_update_service``); the same data is a no-op.
         """
         aiozc = self._require_started()
-        key = _key(service.type, service.instance)
+        key = service_key(service.type, service.instance)
         async with self._locks.hold(key):
             entry = self._published.get(key)
             if entry is not None:
@@ -513,6 +418,7 @@ class ZeroconfLink:
                     _cancel(entry.announcing)
                     entry.announcing = self._track(await aiozc.async_update_service(info))
                     entry.service, entry.info = service, info
+                    self._set_subtypes(info, service)
                 return entry.instance
             fq_type = f"{normalize_type(service.type)}{LOCAL_SUFFIX}"
             info = self._make_info(service, f"{service.instance}.{fq_type}")
@@ -539,6 +445,7 @@ class ZeroconfLink:
             self._withdrawn.pop(info.key, None)
             instance = info.name[: -len(fq_type) - 1]
             self._published[key] = _Published(service, info, instance, self._track(announcing))
+            self._set_subtypes(info, service)
             if instance != service.instance:
                 log.info("published %r as %r after a name conflict", service.instance, instance)
             return instance
@@ -548,15 +455,21 @@ class ZeroconfLink:
         aiozc = self._aiozc
         if aiozc is None:
             return
-        key = _key(service_type, instance)
+        key = service_key(service_type, instance)
         async with self._locks.hold(key):
             entry = self._published.pop(key, None)
             if entry is None:
                 return
             _cancel(entry.announcing)
+            if self._pointers is not None:
+                self._pointers.clear(entry.info)
             self._own_names.discard(entry.info.key)
             self._withdrawn[entry.info.key] = time.monotonic()
             self._track(await aiozc.async_unregister_service(entry.info))
+
+    def _set_subtypes(self, info: ServiceInfo, service: Service) -> None:
+        if self._pointers is not None:
+            self._pointers.set(info, service.subtypes)
 
     def _require_started(self) -> AsyncZeroconf:
         if self._aiozc is None:
@@ -564,6 +477,13 @@ class ZeroconfLink:
         return self._aiozc
 
     def _make_info(self, service: Service, name: str) -> ServiceInfo:
+        if "" in service.instance.split("."):
+            # python-zeroconf would write an empty label, which ends the name mid-packet:
+            # no mending after the fact can recover that (the Avahi backend can publish it).
+            raise LinkError(
+                f"cannot publish {service.instance!r} with python-zeroconf: a leading, trailing"
+                " or doubled dot in an instance name (use the Avahi backend)"
+            )
         try:
             fq_type = f"{normalize_type(service.type)}{LOCAL_SUFFIX}"
             return ServiceInfo(
@@ -634,11 +554,3 @@ class ZeroconfLink:
 def _cancel(awaitable: Awaitable[None] | None) -> None:
     if isinstance(awaitable, asyncio.Future) and not awaitable.done():
         awaitable.cancel()
-
-
-def _safely(callback: Callable[..., None], *args: object) -> None:
-    """Call a listener; its bugs are logged, never thrown into python-zeroconf."""
-    try:
-        callback(*args)
-    except Exception:
-        log.exception("link listener failed in %r", callback)

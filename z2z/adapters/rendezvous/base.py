@@ -14,18 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from z2z.core.errors import Z2zError
 
-class RendezvousError(RuntimeError):
+
+class RendezvousError(Z2zError, RuntimeError):
     """The rendezvous could not be reached or refused an operation.
 
-    `condition` is a short, stable label of what went wrong (``timeout``,
-    ``HTTP 500``, ``not HTTP``...), so that logs and metrics can group failures
-    whose messages differ only in keys or byte counts.
+    `reason` (also `condition`) is a short, stable label of what went wrong
+    (``timeout``, ``HTTP 500``, ``not HTTP``...), so that logs and metrics can
+    group failures whose messages differ only in keys or byte counts.
     """
 
     def __init__(self, message: str, condition: str = "error") -> None:
-        super().__init__(message)
-        self.condition = condition
+        super().__init__(message, condition)
+
+    @property
+    def condition(self) -> str:
+        return self.reason
 
 
 class PutNotConfirmed(RendezvousError):
@@ -126,6 +131,23 @@ class ConditionLog:
             )
 
 
+KEY_BYTES = 20  # OpenDHT InfoHash
+MAX_VALUE_ID = 2**64 - 1
+
+
+def check_key(key: bytes) -> str:
+    """The 40-hex-digit form of a 20-byte key (OpenDHT InfoHash); ValueError otherwise."""
+    if not isinstance(key, bytes | bytearray) or len(key) != KEY_BYTES:
+        raise ValueError(f"a rendezvous key is {KEY_BYTES} bytes, got {key!r:.60}")
+    return bytes(key).hex()
+
+
+def check_value_id(value_id: int) -> int:
+    if not isinstance(value_id, int) or not 0 <= value_id <= MAX_VALUE_ID:
+        raise ValueError(f"value id must be an unsigned 64-bit integer, got {value_id!r}")
+    return value_id
+
+
 @dataclass(frozen=True, slots=True)
 class DhtValue:
     """One value stored under a key: OpenDHT's 64-bit value id and its payload."""
@@ -144,7 +166,15 @@ class ListenHandle(Protocol):
 
 
 class Rendezvous(Protocol):
-    """Put/get/listen on 20-byte keys (OpenDHT InfoHash)."""
+    """Put/get/listen on 20-byte keys (OpenDHT InfoHash).
+
+    `trouble` is the adapter's own `ConditionLog` when it logs each failure
+    condition itself (the REST proxy), else None: callers then log failures.
+    """
+
+    @property
+    def trouble(self) -> ConditionLog | None:
+        """The adapter's own failure log, or None."""
 
     async def start(self) -> None:
         """Connect (or boot the embedded node); raise RendezvousError if unreachable."""

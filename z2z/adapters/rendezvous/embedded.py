@@ -45,8 +45,15 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from z2z.adapters.rendezvous.base import DhtValue, ListenCallback, PutNotConfirmed, RendezvousError
-from z2z.adapters.rendezvous.proxy import check_key, check_value_id
+from z2z.adapters.rendezvous.base import (
+    ConditionLog,
+    DhtValue,
+    ListenCallback,
+    PutNotConfirmed,
+    RendezvousError,
+    check_key,
+    check_value_id,
+)
 
 if TYPE_CHECKING:
     import opendht
@@ -110,6 +117,8 @@ class EmbeddedRendezvous:
     `start` waits up to `bootstrap_timeout` for a bootstrap node to answer and
     then returns anyway: a node without peers still works and is found later.
     """
+
+    trouble: ConditionLog | None = None  # failures are raised to the caller, which logs them
 
     def __init__(
         self,

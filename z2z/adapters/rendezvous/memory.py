@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from z2z.adapters.rendezvous.base import DhtValue, ListenCallback, RendezvousError
+from z2z.adapters.rendezvous.base import ConditionLog, DhtValue, ListenCallback, RendezvousError
 
 
 class MemoryDht:
@@ -36,6 +36,8 @@ class _Listen:
 
 class MemoryRendezvous:
     """One gateway's handle on a `MemoryDht`."""
+
+    trouble: ConditionLog | None = None  # failures are plain RendezvousError("down"), logged by the caller
 
     def __init__(self, dht: MemoryDht) -> None:
         self.dht = dht

@@ -37,17 +37,18 @@ from typing import Any
 import httpx
 
 from z2z.adapters.rendezvous.base import (
+    MAX_VALUE_ID,
     ConditionLog,
     DhtValue,
     ListenCallback,
     PutNotConfirmed,
     RendezvousError,
+    check_key,
+    check_value_id,
 )
 
 log = logging.getLogger(__name__)
 
-KEY_BYTES = 20
-MAX_VALUE_ID = 2**64 - 1
 # A z2z value is < 1 KiB; OpenDHT's own limit is 64 KiB of data.  Longer lines are junk.
 DEFAULT_MAX_LINE = 64 * 1024
 # Bodies we only read for an error message or node info.
@@ -67,19 +68,6 @@ def _keepalive_options() -> list[tuple[int, int, int]]:
         if hasattr(socket, name):
             opts.append((socket.IPPROTO_TCP, getattr(socket, name), value))
     return opts
-
-
-def check_key(key: bytes) -> str:
-    """The 40-hex-digit form of a 20-byte key (OpenDHT InfoHash); ValueError otherwise."""
-    if not isinstance(key, bytes | bytearray) or len(key) != KEY_BYTES:
-        raise ValueError(f"a rendezvous key is {KEY_BYTES} bytes, got {key!r:.60}")
-    return bytes(key).hex()
-
-
-def check_value_id(value_id: int) -> int:
-    if not isinstance(value_id, int) or not 0 <= value_id <= MAX_VALUE_ID:
-        raise ValueError(f"value id must be an unsigned 64-bit integer, got {value_id!r}")
-    return value_id
 
 
 def parse_value_line(line: bytes, stats: Counter[str]) -> tuple[DhtValue, bool] | None:

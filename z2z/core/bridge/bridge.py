@@ -238,10 +238,18 @@ class Bridge:
         del self._exports[key]
         return [action]
 
+    def next_seq(self, now: float) -> int:
+        """A new sequence number for this site: above every earlier one, near `now` in ms.
+
+        Every value this gateway puts (exports, tombstones, its type-index entry)
+        takes its number here, so numbers never repeat across kinds or restarts.
+        """
+        self.seq = max(self.seq + 1, int(now * 1000))
+        return self.seq
+
     def _put(self, key: tuple[str, str], now: float, why: str) -> Put:
         exp = self._exports[key]
-        self.seq = max(self.seq + 1, int(now * 1000))
-        exp.seq, exp.issued = self.seq, now
+        exp.seq, exp.issued = self.next_seq(now), now
         s = self.settings
         env = Envelope(s.network, s.site, s.node, self.seq, now, s.ttl, why == "gone", exp.service)
         self.stats.puts += 1

@@ -14,9 +14,14 @@ import json
 import re
 from dataclasses import dataclass
 
+from z2z.core.errors import Z2zError
 from z2z.core.records import RecordError, Service, decode_service, encode_service, normalize_type
 
-FORMAT_VERSION = 1
+# Version 2 adds subtype PTRs (``<sub>._sub.<type>``) to the DNS message.  A value
+# without subtypes is still written (and only accepted) as version 1, so gateways
+# that only read version 1 keep importing everything but services with subtypes.
+FORMAT_VERSION = 2
+VERSIONS = (1, 2)
 # Classic OpenDHT capped values at 1 KiB, modern OpenDHT at 64 KiB; we refuse
 # anything above this before parsing it.
 MAX_VALUE_BYTES = 8192
@@ -26,12 +31,11 @@ _NODE = re.compile(r"^[0-9a-f]{16}$")
 _FIELDS = {"z2z", "net", "site", "node", "seq", "ts", "ttl", "gone", "type", "dns", "sig"}
 
 
-class ProtocolError(ValueError):
+class ProtocolError(Z2zError, ValueError):
     """A DHT value that is not a valid z2z envelope; `reason` is a short counter name."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason, reason)
 
 
 def valid_site(site: str) -> bool:
@@ -80,7 +84,7 @@ class Envelope:
 def encode(env: Envelope) -> bytes:
     """Serialise an envelope: compact UTF-8 JSON with the records as DNS wire in base64."""
     doc = {
-        "z2z": FORMAT_VERSION,
+        "z2z": FORMAT_VERSION if env.service.subtypes else 1,
         "net": env.network,
         "site": env.site,
         "node": env.node,
@@ -118,8 +122,9 @@ def decode(data: bytes) -> Envelope:
         raise ProtocolError("not-json") from None
     if not isinstance(doc, dict):
         raise ProtocolError("not-json", "not an object")
-    if doc.get("z2z") != FORMAT_VERSION:
-        raise ProtocolError("bad-version", repr(doc.get("z2z"))[:20])
+    version = doc.get("z2z")
+    if isinstance(version, bool) or version not in VERSIONS:
+        raise ProtocolError("bad-version", repr(version)[:20])
     unknown = set(doc) - _FIELDS
     if unknown:
         raise ProtocolError("bad-field", ",".join(sorted(unknown))[:60])
@@ -150,4 +155,7 @@ def decode(data: bytes) -> Envelope:
         service = decode_service(wire, service_type)
     except RecordError as exc:
         raise ProtocolError("bad-dns", str(exc)) from None
+    if version != (2 if service.subtypes else 1):
+        # One encoding per value: version 2 exactly when there are subtypes.
+        raise ProtocolError("bad-version", f"version {version} with {len(service.subtypes)} subtypes")
     return Envelope(network, site, node, seq, ts, ttl, gone, service, sig)

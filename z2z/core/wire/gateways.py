@@ -24,10 +24,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from z2z.core.errors import Z2zError
+
 if TYPE_CHECKING:
     from z2z.core.security import Codec
 
 WIRE_VERSION = 1
+GATEWAY_TYPE = "_z2z._udp"  # the service type of the gateways' own link announcements
 MAX_CONTACTS = 3
 MAX_RECORD_BYTES = 1024
 _NODE = re.compile(r"^[0-9a-f]{16}$")
@@ -38,8 +41,14 @@ _INT63 = 2**63
 _RECORD_FIELDS = {"z2z", "net", "site", "node", "contact", "structure", "size", "ts", "ttl"}
 
 
-class WireError(ValueError):
-    """An announcement or leader record that is not exactly what docs/stages.md allows."""
+class WireError(Z2zError, ValueError):
+    """An announcement or leader record that is not exactly what docs/stages.md allows.
+
+    `reason`: ``bad-auth`` (another network secret, or none), a sealing reason of
+    `SecurityError` (``sealed``, ``bad-seal``...), ``bad-signature``, or ``bad-record``.
+    """
+
+    default_reason = "bad-record"
 
 
 class State(Enum):
@@ -305,7 +314,7 @@ def check_txt(txt: Mapping[str, str | bytes], codec: Codec) -> None:
     got = txt.get("auth", b"")
     got_bytes = got.encode() if isinstance(got, str) else got
     if not hmac.compare_digest(got_bytes, expected.encode()):
-        raise WireError("bad or missing auth (another network secret, or none)")
+        raise WireError("bad or missing auth (another network secret, or none)", "bad-auth")
 
 
 def seal_record(r: LeaderRecord, codec: Codec) -> bytes:
@@ -324,8 +333,8 @@ def open_record(data: bytes, codec: Codec) -> tuple[LeaderRecord, bytes | None]:
     try:
         opened = codec.open(data, codec.leaders_key())
     except SecurityError as exc:
-        raise WireError(str(exc)) from None
+        raise WireError(str(exc), exc.reason) from None
     record = decode_record(opened.body)
     if not codec.verify(opened):
-        raise WireError("bad-signature")
+        raise WireError("bad-signature", "bad-signature")
     return record, opened.signer

@@ -1,0 +1,446 @@
+"""Bridging at run time: carries out the bridge's actions and feeds it what the link and the DHT say.
+
+`Bridging` sits between the pure `Bridge` (z2z.core.bridge) and the adapters:
+
+- link events (a service came, changed, went) and DHT values (pushed by a
+  listen, or found by the periodic anti-entropy `get`) become bridge events;
+- the actions the bridge returns are carried out: puts through the `PutQueue`,
+  publish/withdraw through the per-service `KeyedSerial`, rejections and flap
+  holds logged once, site keys learned persisted;
+- it owns the store bridging uses now (the outside rendezvous, or the leaders'
+  DHT once they have formed one) and moves listens, puts and anti-entropy when
+  the stage machine says so (`bridge_via`);
+- it keeps this site's entry of the type index (z2z.core.typeindex) and follows
+  other sites' entries for ``import-types = ["*"]``.
+
+It is also the narrow control surface `Leadership` acts through
+(`z2z.app.leadership.LeadershipControl`): the stage machine never sees the gateway.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Hashable
+
+from z2z.adapters.link.base import DynamicBrowsing, LinkBackend
+from z2z.adapters.rendezvous.base import DhtValue, ListenHandle, Rendezvous, RendezvousError
+from z2z.app import keys as key_store
+from z2z.app.executors import KeyedSerial, PutQueue, TaskSet
+from z2z.app.health import StoreHealth
+from z2z.core.bridge import Action, Bridge, Damped, Publish, Put, Reject, TrustNews, Withdraw
+from z2z.core.records import Service
+from z2z.core.security import Codec, KeyEvent, SecurityError, format_public_key
+from z2z.core.typeindex import INDEX_TYPE, TypeIndex, TypeIndexError
+from z2z.core.typeindex import decode as decode_type_index
+from z2z.core.wire.gateways import GATEWAY_TYPE
+
+log = logging.getLogger(__name__)
+
+
+class Bridging:
+    """The bridge at work on one gateway: its executors, listens, anti-entropy and type index."""
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        codec: Codec,
+        link: LinkBackend,
+        rendezvous: Rendezvous,
+        type_index: TypeIndex,
+        *,
+        site: str,
+        state_dir: str,
+        flap_half_life: float,
+        clock: Callable[[], float],
+        trouble_logged: bool,
+        observe: Callable[[str, str, float], None],
+        changed: Callable[[], None],
+    ) -> None:
+        self.bridge = bridge
+        self.codec = codec
+        self.link = link
+        self.rendezvous = rendezvous  # the outside rendezvous
+        self.store: Rendezvous = rendezvous  # where bridging puts, listens and gets now
+        self.via = "rendezvous"
+        self.type_index = type_index
+        self.site = site
+        self.state_dir = state_dir
+        self.flap_half_life = flap_half_life
+        self.clock = clock
+        self._trouble_logged = trouble_logged  # the adapter logs each failure condition itself
+        self._observe = observe  # (op, store, seconds): rendezvous latency, for metrics
+        self._changed = changed  # local or remote news (the DNS zone follows)
+        self.seen_types: set[str] = set()  # found on the link by the "*" type enumeration
+        self.index_types: set[str] = set()  # exported elsewhere, per the type index
+        self.listens: dict[str, ListenHandle] = {}  # imported type -> its listen on the store
+        self.link_ops = KeyedSerial()
+        self.puts = PutQueue(rendezvous, self._put_result, lambda s: self._observe("put", self.via, s))
+        self.health = StoreHealth(self._health_changed)
+        self.tasks = TaskSet("bridging")
+        self.stopping = False
+        self._logged_rejects: set[str] = set()
+        self._anti_entropy_running = False
+        self._anti_entropy_again = False
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Deliver puts and listen on every imported type (call once the link is up)."""
+        self.puts.start()
+        self.listen_all()
+
+    async def stop(self, timeout: float) -> bool:
+        """Deliver what is pending (tombstones) within `timeout`, then stop; False if some did not go."""
+        delivered = await self.puts.drain(timeout)
+        self.stopping = True
+        return delivered
+
+    async def close(self, timeout: float) -> None:
+        for handle in self.listens.values():
+            handle.cancel()
+        self.listens = {}
+        await self.puts.close()
+        await self.tasks.close()
+        await self.link_ops.drain(timeout)
+
+    # -- events from the link ------------------------------------------------
+
+    def local_up(self, service: Service) -> None:
+        self.execute(self.bridge.local_up(service, self.clock()))
+
+    def local_down(self, service_type: str, instance: str) -> None:
+        self.execute(self.bridge.local_down(service_type, instance, self.clock()))
+
+    def local_refused(self, name: str, reason: str) -> None:
+        self.count_reject("bad-local-service")
+        self._log_reject(Reject("bad-local-service", f"{name!r}: {reason}"))
+
+    def type_seen(self, service_type: str) -> None:
+        """The link announced a type (type enumeration, for ``"*"``): browse it, import it."""
+        if service_type == GATEWAY_TYPE or service_type in self.seen_types:
+            return
+        policy = self.bridge.policy
+        if not (policy.exports_type(service_type) or policy.imports_type(service_type)):
+            if self.bridge.filtered.stopped("deny-types", ("type", service_type)):
+                log.info("type %s seen on the link, not bridged (deny-types)", service_type)
+            return
+        self.seen_types.add(service_type)
+        log.info("type %s seen on the link: bridging it", service_type)
+        self.follow_types()
+
+    def browse_types(self) -> list[str]:
+        """What the link must browse: the named types, and those seen or exported elsewhere."""
+        policy = self.bridge.policy
+        named = (*policy.static_types(), *sorted(self.seen_types | self.index_types))
+        return [t for t in named if policy.exports_type(t) or policy.imports_type(t)]
+
+    def follow_types(self) -> None:
+        """Browse and listen to whatever the policy (and the types seen) now asks for."""
+        if isinstance(self.link, DynamicBrowsing):
+            self.tasks.spawn(self.link.browse(self.browse_types()), name="browse")
+        wanted = set(self.import_types())
+        for t in set(self.listens) - wanted:
+            self.listens.pop(t).cancel()
+        if wanted - set(self.listens) and not self.stopping:
+            self.listen_all()
+            self.tasks.spawn(self.anti_entropy(), name="anti-entropy")
+
+    # -- the DHT side ----------------------------------------------------------
+
+    def import_types(self) -> list[str]:
+        policy = self.bridge.policy
+        types = list(policy.static_import_types())
+        if policy.wildcard_import:  # "*": whatever this link shows or other sites export
+            known = self.seen_types | self.index_types | set(policy.static_types())
+            types += sorted(t for t in known if t not in types and policy.imports_type(t))
+            types.append(INDEX_TYPE)
+        return types
+
+    def listen_all(self) -> None:
+        """Listen on every imported type's key in the store (those not yet listened)."""
+        for t in self.import_types():
+            if t not in self.listens:
+                self.listens[t] = self.store.listen(self.bridge.key_for(t), self._listener_for(t))
+
+    def _listener_for(self, service_type: str) -> Callable[[DhtValue, bool], None]:
+        def on_value(value: DhtValue, expired: bool) -> None:
+            if not expired:  # expiry is decided by the application TTL, not the DHT
+                self.remote_value(service_type, value.data, self.clock())
+
+        return on_value
+
+    def remote_value(self, service_type: str, data: bytes, now: float) -> None:
+        if service_type != INDEX_TYPE:
+            self.execute(self.bridge.remote_value(service_type, data, now))
+            return
+        key = self.bridge.key_for(INDEX_TYPE)
+        try:
+            opened = self.codec.open(data, key)
+            if not self.codec.verify(opened):
+                raise TypeIndexError("bad signature")
+            if opened.signer is not None:  # private network: the site must trust that signer
+                refused = self.trust_site(decode_type_index(opened.body).site, opened.signer)
+                if refused is not None:
+                    raise TypeIndexError(refused)
+            new = self.type_index.receive(opened.body, now)
+        except (TypeIndexError, SecurityError) as exc:
+            self.count_reject("bad-type-index")
+            log.debug("ignoring a type index entry: %s", exc)
+            return
+        new = [t for t in new if t not in self.index_types and self.bridge.policy.imports_type(t)]
+        if new:
+            log.info("other sites export %s: importing", ", ".join(new))
+            self.index_types.update(new)
+            self.follow_types()
+
+    def publish_type_index(self, now: float) -> None:
+        """While bridging, keep this site's entry of the type index up to date."""
+        if not self.bridge.active:
+            return
+        body = self.type_index.due((s.type for s in self.bridge.exports()), now)
+        if body is None:
+            return
+        key = self.bridge.key_for(INDEX_TYPE)
+        try:
+            data = self.codec.seal(body, key)
+        except (ValueError, SecurityError) as exc:
+            log.debug("cannot seal the type index entry: %s", exc)
+            return
+        value_id = self.codec.value_id(self.site, INDEX_TYPE, "", self.bridge.next_seq(now))
+        self.puts.submit(Put(key, value_id, data, INDEX_TYPE, "", "index"))
+
+    async def anti_entropy(self, *, again_if_busy: bool = True) -> None:
+        """Full `get` of every bridged type: repairs whatever listen missed.
+
+        One at a time: asked while one runs (the store changed, the rendezvous
+        came back), the running one goes round once more when it is done; the
+        periodic job (`again_if_busy=False`) just skips a round, so a slow
+        rendezvous is not asked back to back.
+        """
+        if self._anti_entropy_running:
+            self._anti_entropy_again = self._anti_entropy_again or again_if_busy
+            return
+        self._anti_entropy_running = True
+        try:
+            self._anti_entropy_again = True
+            while self._anti_entropy_again and not self.stopping:
+                self._anti_entropy_again = False
+                await self._full_get()
+        finally:
+            self._anti_entropy_running = False
+
+    async def anti_entropy_job(self) -> None:
+        """The periodic repair (an APScheduler job): skips a round while one still runs."""
+        await self.anti_entropy(again_if_busy=False)
+
+    async def _full_get(self) -> None:
+        store = self.store
+        for service_type in list(self.listens):
+            try:
+                started = time.monotonic()
+                values = await store.get(self.bridge.key_for(service_type))
+                self._observe("get", self.via, time.monotonic() - started)
+            except RendezvousError as exc:
+                self._report("get", False, str(exc))
+                return
+            self._report("get", True, "")
+            now = self.clock()
+            for value in values:
+                self.remote_value(service_type, value.data, now)
+
+    def tick(self) -> None:
+        """Once a second: refreshes, TTL expiry and flap holds; the type index entry."""
+        now = self.clock()
+        self.execute(self.bridge.tick(now))
+        self.publish_type_index(now)
+
+    # -- health of the store -----------------------------------------------------
+
+    @property
+    def store_ok(self) -> bool:
+        return bool(self.health.up)
+
+    def _put_result(self, ok: bool, detail: str) -> None:
+        self._report("put", ok, detail)
+
+    def _report(self, op: str, ok: bool, detail: str) -> None:
+        if ok and op in self.health.failing:
+            self.puts.retry_now()  # it answers again: pending puts need not wait out their backoff
+        self.health.report(op, ok, detail)
+
+    def _health_changed(self, up: bool, detail: str) -> None:
+        if up:
+            log.info("rendezvous reachable again")
+            self.puts.retry_now()
+            self.tasks.spawn(self.anti_entropy(), name="anti-entropy")
+        else:
+            level = logging.INFO if self._trouble_logged else logging.WARNING
+            log.log(
+                level,
+                "rendezvous unreachable (%s): imports stay as they are, puts are retried with backoff",
+                detail,
+            )
+
+    # -- the control surface of the stage machine (LeadershipControl) ----------
+
+    def set_bridging(self, active: bool) -> None:
+        self.execute(self.bridge.set_active(active, self.clock()))
+        if active:
+            self.log_bridging()
+
+    def bridge_via(self, store: Rendezvous, name: str) -> None:
+        """Move puts, listens and anti-entropy to `store`, and re-put every export there."""
+        if store is self.store or self.stopping:
+            return
+        log.info("bridging via the %s from now on", "leaders' DHT" if name == "dht" else "outside rendezvous")
+        for handle in self.listens.values():
+            handle.cancel()
+        self.listens = {}
+        self.store, self.via = store, name
+        self.puts.rendezvous = store
+        self.listen_all()
+        self.reput_exports()
+        self.tasks.spawn(self.anti_entropy(), name="anti-entropy")
+
+    def reput_exports(self) -> None:
+        self.execute(self.bridge.reput_all(self.clock()))
+
+    def submit_link_op(self, key: Hashable, work: Callable[[], Awaitable[None]]) -> None:
+        self.link_ops.submit(key, work)
+
+    def count_reject(self, reason: str) -> None:
+        self.bridge.stats.rejected[reason] += 1
+
+    def trust_site(self, site: str, signer: bytes | None) -> str | None:
+        """None if `signer` may speak for `site` (a leader record), else why not."""
+        if signer is None:
+            return None  # public network: nothing is signed
+        if site == self.site and signer == self.codec.public_key:
+            return None  # our own record, whatever was learned for our site before
+        verdict = self.bridge.trust.check(site, signer)
+        if verdict.event is not None:
+            self._trust_news(verdict.event)
+        return None if verdict.accept else verdict.reason
+
+    def log_bridging(self) -> None:
+        p = self.bridge.policy
+        if p.export_types == p.import_types:
+            log.info("bridging %s for site %s", ", ".join(p.export_types), self.site)
+        else:
+            log.info(
+                "bridging for site %s: export %s; import %s",
+                self.site,
+                ", ".join(p.export_types) or "nothing",
+                ", ".join(p.import_types) or "nothing",
+            )
+
+    # -- actions -------------------------------------------------------------------
+
+    def execute(self, actions: list[Action]) -> None:
+        self._changed()
+        for action in actions:
+            if isinstance(action, Put):
+                level = logging.DEBUG if action.why == "refresh" else logging.INFO
+                log.log(level, "export %s: %r (%s)", action.why, action.instance, action.service_type)
+                self.puts.submit(action)
+            elif isinstance(action, Publish):
+                self._publish(action)
+            elif isinstance(action, Withdraw):
+                log.info("withdrawing import %r from %s", action.instance, action.site)
+                self.link_ops.submit(
+                    (action.service_type, action.instance),
+                    functools.partial(self.link.withdraw, action.service_type, action.instance),
+                )
+            elif isinstance(action, Reject):
+                self._log_reject(action)
+            elif isinstance(action, TrustNews):
+                self._trust_news(action.event)
+            elif isinstance(action, Damped):
+                self._log_damped(action)
+
+    def _publish(self, action: Publish) -> None:
+        svc = action.service
+        log.info(
+            "importing %r (%s) from %s as host %s port %d",
+            svc.instance,
+            svc.type,
+            action.site,
+            svc.host,
+            svc.port,
+        )
+
+        async def work() -> None:
+            actual = await self.link.publish(svc)
+            if actual != svc.instance:
+                log.warning("link renamed %r to %r after a conflict", svc.instance, actual)
+                self.bridge.renamed(action.site, svc, actual)
+
+        self.link_ops.submit(svc.key, work)
+
+    def _log_reject(self, reject: Reject) -> None:
+        if reject.reason not in self._logged_rejects:
+            self._logged_rejects.add(reject.reason)
+            log.warning(
+                "rejected a record (%s): %s; further ones are only counted", reject.reason, reject.detail
+            )
+        else:
+            log.debug("rejected (%s): %s", reject.reason, reject.detail)
+
+    def _log_damped(self, news: Damped) -> None:
+        what = f"{news.instance!r} ({news.service_type}{f' from {news.site}' if news.site else ''})"
+        if news.held:
+            level = logging.WARNING if self.bridge.stats.damped == 1 else logging.INFO
+            keeps = (
+                "this link keeps showing its last state"
+                if news.site
+                else "other sites keep its last exported state"
+            )
+            log.log(
+                level,
+                "%s keeps changing (%d changes): %s until it settles (flap damping, flap-half-life %g s)",
+                what,
+                news.changes,
+                keeps,
+                self.flap_half_life,
+            )
+        else:
+            log.info(
+                "%s settled after %d held changes: %s its current state",
+                what,
+                news.changes,
+                "showing" if news.site else "exporting",
+            )
+
+    def _trust_news(self, event: KeyEvent) -> None:
+        key = format_public_key(event.key)
+        if event.kind == "learned":
+            log.info("trusting site %s with key %s (first use)", event.site, key)
+            try:
+                key_store.save_known_sites(self.state_dir, self.bridge.trust.known)
+            except OSError as exc:
+                log.error("%s", exc)
+            return
+        log.error(
+            "SITE KEY CHANGED: values signed for site %s by key %s are REFUSED; the trusted key is %s. "
+            "If the site really has a new key, pin it in trusted-sites (or remove the site from %s "
+            "and restart).",
+            event.site,
+            key,
+            format_public_key(event.known or b""),
+            os.path.join(self.state_dir, key_store.KNOWN_SITES_FILE),
+        )
+
+    # -- what status shows --------------------------------------------------------
+
+    def types_status(self) -> dict[str, list[str]]:
+        policy = self.bridge.policy
+        return {
+            "export": list(policy.export_types),
+            "import": list(policy.import_types),
+            "seen": sorted(self.seen_types),
+            "exported_elsewhere": sorted(self.index_types),
+            "listening": sorted(self.listens),
+        }

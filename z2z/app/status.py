@@ -1,0 +1,106 @@
+"""What a running gateway reports about itself: one typed snapshot, read by every front.
+
+`GatewayStatus` is taken once (`Gateway.status()`) and then only read:
+status.json for `z2z status` (`write_status_file`), the systemd status line
+(`systemd_summary`), the Prometheus collector (z2z.app.metrics) and the status
+page (z2z.app.web).  So no front can disagree with another, and none reaches
+into the bridge or the stage machine itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from z2z.app import state as state_store
+from z2z.core.records import Service
+
+STATUS_FILE = "status.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    """One bridged service, as status.json lists it."""
+
+    direction: str  # "export" or "import"
+    site: str
+    type: str
+    instance: str
+    host: str
+    port: int
+    addresses: list[str]
+
+    @classmethod
+    def of(cls, service: Service, direction: str, site: str) -> ServiceStatus:
+        return cls(
+            direction,
+            site,
+            service.type,
+            service.instance,
+            service.host,
+            service.port,
+            list(service.addresses),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderStatus:
+    """Another island leader known from the leaders registry."""
+
+    site: str
+    node: str
+    contact: str
+    structure: str
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStatus:
+    """Everything `z2z status` shows; `as_json()` is the status.json document."""
+
+    site: str
+    network: str
+    node: str
+    pid: int
+    time: float
+    bridging: bool
+    bridging_via: str
+    rendezvous: str | None
+    rendezvous_ok: bool
+    rendezvous_failing: list[str]
+    rendezvous_failures: dict[str, int]
+    exported: list[str]
+    imported: list[str]
+    rejected: dict[str, int]
+    flapping: list[str]
+    private: bool
+    site_key: str | None
+    filtered: dict[str, int]
+    types: dict[str, list[str]]
+    services: list[ServiceStatus]
+    stages: dict[str, Any] | None
+    leaders: list[LeaderStatus]
+    # counters for metrics; not part of status.json
+    puts: int = 0
+    flap_holds: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        for name in ("puts", "flap_holds"):
+            del doc[name]
+        return doc
+
+    def systemd_summary(self) -> tuple[bool, str]:
+        """(ready, one-line status): READY once bridging or following the island's leader."""
+        st = self.stages
+        ready = self.bridging or (st is not None and st["state"] == "follower")
+        role = "bridging" if self.bridging else (st["state"] if st else "idle")
+        stage = f"stage {st['stage']}, " if st else ""
+        counts = f"{len(self.exported)} exported, {len(self.imported)} imported"
+        return ready, f"{stage}{role} via {self.bridging_via}: {counts}"
+
+
+def write_status_file(state_dir: str, status: GatewayStatus, *, stopped: bool = False) -> None:
+    """Publish `status` as <state-dir>/status.json for `z2z status` (atomic write)."""
+    doc = status.as_json()
+    doc["stopped"] = stopped
+    state_store.write_json(state_dir, STATUS_FILE, doc)
