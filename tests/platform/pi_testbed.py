@@ -54,11 +54,12 @@ def gateway(
     tb: Testbed, host: str, site: str, proxy: str, argv0: list[str], timeout: float, *extra: str
 ) -> Proc:
     state = "/var/lib/z2z-pi-check" if argv0[0] == "chroot" else str(tb.workdir / f"state-{host}")
+    secret = tb.workdir / "network.secret"  # one private network; the workdir is bound into the root
     avahi = tb.avahis.get(host)
     proc = tb.spawn(
         host,
         [*argv0, "run", "--site", site, "--interface", "lan0", "--rendezvous", proxy,
-         "--type", T, "--state-dir", state, "--log-level", "info", *extra],
+         "--type", T, "--state-dir", state, "--network-secret", str(secret), "--log-level", "info", *extra],
         name=f"{host}-z2z",
         env=avahi.env if avahi else None,
     )  # fmt: skip
@@ -111,6 +112,8 @@ def run_both_ways(
     tb: Testbed, root: Path, proxy: str, arm64: list[str], native: list[str], ok: Callable[[str, str], None]
 ) -> None:
     dht_url = proxy
+    subprocess.run([*native, "keygen", "--out", str(tb.workdir / "network.secret")], check=True)
+    (tb.workdir / "network.secret").chmod(0o644)  # both gateways run as root here; the file is test-only
     t0 = time.monotonic()
     # --no-election: the leaders' DHT (an embedded OpenDHT node) stays out of the emulator
     gw_a = gateway(tb, "a-gw", "campus-a", dht_url, arm64, 180, "--mdns", "avahi", "--no-election")
