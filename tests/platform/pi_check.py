@@ -107,6 +107,11 @@ def main() -> int:
     parser.add_argument(
         "--testbed", action="store_true", help="also run the arm64 gateway on the netns testbed"
     )
+    parser.add_argument(
+        "--testbed-only",
+        action="store_true",
+        help="only the testbed part, with z2z as the last run installed it",
+    )
     args = parser.parse_args()
     need_root_and_tools(
         "debootstrap",
@@ -117,9 +122,13 @@ def main() -> int:
     t = Timings()
     results: list[tuple[str, str]] = []
     try:
-        version = prepare(t)
-        checks(t, results)
-        if args.testbed:
+        if args.testbed_only:
+            with mounted(ROOT):
+                version = chroot(ROOT, "z2z --version").strip()
+        else:
+            version = prepare(t)
+            checks(t, results)
+        if args.testbed or args.testbed_only:
             sys.path.insert(0, str(REPO / "tests"))
             from pi_testbed import run_on_testbed
 

@@ -8,8 +8,9 @@ network (a veth, host side up, no address).  Then, against the running systemd:
 - ``systemctl start z2z`` stays ``activating`` until READY=1, then ``active (running)``;
 - ``systemctl status`` shows the status line;
 - a printer published with avahi-publish is exported (journal), and can be read back
-  only with the network secret, which the unit gets through ``LoadCredential=``;
-- a dynamic user cannot read the secret file itself (so the credential is what works);
+  only with the network secret that ``z2z invite`` made before the first start
+  and the unit gets through its ``LoadCredential=``; the journal names the network;
+- another dynamic user cannot read that secret;
 - ``kill -9`` of the main process: restarted (``Restart=on-failure``);
 - ``kill -STOP``: killed by the watchdog (``WatchdogSec=30``) and restarted;
 - the state directory keeps the node id across both restarts, owned by the dynamic user;
@@ -60,15 +61,6 @@ interface = ["host0"]
 rendezvous = "{PROXY}"
 type = ["{TYPE}"]
 log-level = "info"
-"""
-
-# The other half of the secret: the unit reads it through a credential, so the file
-# stays root-only (0600) while z2z runs as a dynamic user.
-CREDENTIAL_DROPIN = """\
-[Service]
-LoadCredential=network.secret:/etc/z2z/network.secret
-ExecStart=
-ExecStart=/opt/z2z/bin/z2z run --network-secret %d/network.secret
 """
 
 # Test harness inside the container, not part of the install: an address on the
@@ -183,17 +175,17 @@ def prepare(t: Timings) -> str:
             ROOT,
             "install -d /etc/z2z\n"
             "install -m 644 /opt/z2z/src/contrib/z2z.service /etc/systemd/system/z2z.service\n"
-            "rm -f /etc/z2z/network.secret && z2z keygen --out /etc/z2z/network.secret >/dev/null\n"
-            "chmod 600 /etc/z2z/network.secret\n"
             "systemctl mask dhtnode.service\n"
-            "rm -rf /var/lib/private/z2z /var/lib/z2z\n",
+            "rm -rf /var/lib/private/z2z /var/lib/z2z /etc/systemd/system/z2z.service.d\n"
+            "rm -f /etc/systemd/system/multi-user.target.wants/z2z.service\n",  # a failed run left it enabled
         )
     (ROOT / "usr/sbin/policy-rc.d").unlink()
     (ROOT / "etc/hostname").write_text(MACHINE + "\n")
     (ROOT / "etc/z2z/z2z.toml").write_text(CONFIG)
-    dropin = ROOT / "etc/systemd/system/z2z.service.d"
-    dropin.mkdir(parents=True, exist_ok=True)
-    (dropin / "credential.conf").write_text(CREDENTIAL_DROPIN)
+    with mounted(ROOT):
+        # docs/raspberry-pi.md 3b, on the first Pi: the secret, before the first start
+        invite = chroot(ROOT, "z2z invite 2>&1")
+    say(f"   z2z invite: {invite.strip().splitlines()[0]}")
     for name, text in {"z2z-check-net.service": NET_UNIT, "z2z-check-dht.service": DHT_UNIT}.items():
         (ROOT / "etc/systemd/system" / name).write_text(text)
         wants = ROOT / "etc/systemd/system/multi-user.target.wants"
@@ -261,11 +253,11 @@ def checks(c: Container, t: Timings, results: list[tuple[str, str]]) -> None:
         browse = f"z2z browse {TYPE} --rendezvous {PROXY} --network {NETWORK} --json"
 
         def listed() -> bool:
-            found = c.sh(f"{browse} --network-secret /etc/z2z/network.secret")
+            found = c.sh(f"{browse} --network-secret /var/lib/z2z/network.secret")
             return PRINTER in {e.get("instance") for e in json.loads(found)}
 
         wait_for("z2z browse with the secret to list the printer", listed, 30)
-        without = c.sh(browse, check=False)
+        without = c.sh(f"{browse} --public", check=False)  # no secret: what an outsider sees
         if PRINTER in without:
             raise CheckFailed("the printer is readable without the network secret")
         ok("secret through LoadCredential=", "browse with the secret lists the printer, without it does not")
@@ -282,14 +274,18 @@ def checks(c: Container, t: Timings, results: list[tuple[str, str]]) -> None:
             "CPU while bridging one service",
             f"{100 * (cpu1 - cpu0) / hz / (t1 - t0):.1f} % of one core over 20 s",
         )
+        named = next((x for x in journal().splitlines() if "private network" in x), "")
+        if NETWORK not in named:
+            raise CheckFailed(f"the journal does not name the private network: {named!r}")
+        ok("the unit's first lines name the private network", named)
         denied = c.sh(
-            "systemd-run --wait --pipe --quiet -p DynamicUser=yes /opt/z2z/bin/z2z run --config "
-            "/etc/z2z/z2z.toml --network-secret /etc/z2z/network.secret 2>&1; echo exit=$?",
+            "systemd-run --wait --pipe --quiet -p DynamicUser=yes cat /var/lib/private/z2z/network.secret"
+            " 2>&1; echo exit=$?",
             check=False,
         )
-        if "exit=2" not in denied:
-            raise CheckFailed(f"a dynamic user could read the 0600 secret file itself: {denied}")
-        ok("the secret file itself is closed to a dynamic user", denied.strip().splitlines()[0])
+        if "exit=0" in denied:
+            raise CheckFailed(f"another dynamic user could read the secret: {denied}")
+        ok("the secret in the state dir is closed to other users", denied.strip().splitlines()[0])
 
     def node_and_owner() -> tuple[str, str]:
         state = json.loads(c.sh("cat /var/lib/private/z2z/state.json"))
@@ -381,7 +377,7 @@ def checks(c: Container, t: Timings, results: list[tuple[str, str]]) -> None:
         if (enabled, s["ActiveState"], s["Result"]) != ("enabled", "inactive", "success"):
             raise CheckFailed(f"unclean stop: was {enabled}, now {s}")
         browse = f"z2z browse {TYPE} --rendezvous {PROXY} --network {NETWORK} --json"
-        left = json.loads(c.sh(f"{browse} --network-secret /etc/z2z/network.secret"))
+        left = json.loads(c.sh(f"{browse} --network-secret /var/lib/z2z/network.secret"))
         if left:
             raise CheckFailed(f"still live in the rendezvous after a clean stop: {left}")
         ok(

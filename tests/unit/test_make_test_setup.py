@@ -11,7 +11,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,25 @@ needs_debian = pytest.mark.skipif(
 )
 
 
+@pytest.fixture
+def public_copy() -> Iterator[Path]:
+    """Makefile and the setup script in a directory nobody can read.
+
+    The checkout itself may not be (a clone under /root or a 0700 home), and the
+    unprivileged run must fail for want of root, not for want of the file.
+    """
+    top = Path(tempfile.mkdtemp(prefix="z2z-setup-"))
+    try:
+        (top / "tests" / "support").mkdir(parents=True)
+        shutil.copy2(REPO / "Makefile", top / "Makefile")
+        shutil.copy2(SETUP, top / "tests" / "support" / SETUP.name)
+        for d in (top, top / "tests", top / "tests" / "support"):
+            d.chmod(0o755)
+        yield top
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def as_nobody(argv: list[str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     """Run argv unprivileged: as nobody when we are root, as ourselves otherwise."""
     if os.geteuid() == 0:
@@ -34,8 +55,8 @@ def as_nobody(argv: list[str], cwd: Path = REPO) -> subprocess.CompletedProcess[
 
 
 @needs_debian
-def test_without_root_it_says_in_one_line_what_it_needs() -> None:
-    proc = as_nobody([str(SETUP)])
+def test_without_root_it_says_in_one_line_what_it_needs(public_copy: Path) -> None:
+    proc = as_nobody([str(public_copy / "tests" / "support" / SETUP.name)], cwd=public_copy)
     assert proc.returncode == 1
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
@@ -44,9 +65,9 @@ def test_without_root_it_says_in_one_line_what_it_needs() -> None:
 
 
 @needs_debian
-def test_make_test_without_root_stops_at_that_line() -> None:
+def test_make_test_without_root_stops_at_that_line(public_copy: Path) -> None:
     """`make test` itself: the setup's line comes first and nothing else runs."""
-    proc = as_nobody(["make", "--no-print-directory", "test"])
+    proc = as_nobody(["make", "--no-print-directory", "test"], cwd=public_copy)
     assert proc.returncode != 0
     assert proc.stdout == ""
     first = proc.stderr.splitlines()[0]
