@@ -104,6 +104,9 @@ def run_on_testbed(root: Path, results: list[tuple[str, str]]) -> None:
         subprocess.run(["mount", "--bind", str(tb.workdir), str(inside)], check=True)
         try:
             run_both_ways(tb, root, dht.proxy_url, arm64, native, ok)
+        except CheckFailed:
+            say(tb.dump_logs())  # the workdir goes with the testbed
+            raise
         finally:
             subprocess.run(["umount", "-l", str(inside)], check=False)
 
