@@ -104,6 +104,9 @@ def run_on_testbed(root: Path, results: list[tuple[str, str]]) -> None:
         subprocess.run(["mount", "--bind", str(tb.workdir), str(inside)], check=True)
         try:
             run_both_ways(tb, root, dht.proxy_url, arm64, native, ok)
+        except CheckFailed:
+            say(tb.dump_logs())  # the workdir goes with the testbed
+            raise
         finally:
             subprocess.run(["umount", "-l", str(inside)], check=False)
 
@@ -129,17 +132,15 @@ def run_both_ways(
     printer(tb, "a-printer", "Campus Printer")
     took = wait(
         "A's printer on campus B",
-        lambda: seen(tb, "b-client", "Campus Printer (campus-a)", "campus-a"),
+        lambda: seen(tb, "b-client", "Campus Printer", "campus-a"),
         60,
     )
     ok(
         "A (arm64) → B: avahi-browse on b-client",
-        f"'Campus Printer (campus-a)' resolved within {took:.1f} s",
+        f"'Campus Printer' (host *-campus-a-z2z) resolved within {took:.1f} s",
     )
     printer(tb, "b-printer", "Back Printer")
-    took = wait(
-        "B's printer on campus A", lambda: seen(tb, "a-client", "Back Printer (campus-b)", "campus-b"), 90
-    )
+    took = wait("B's printer on campus A", lambda: seen(tb, "a-client", "Back Printer", "campus-b"), 90)
     ok("B → A (arm64 imports, publishes): avahi-browse on a-client", f"resolved within {took:.1f} s")
 
     per = SERVICES // PUBLISHERS
