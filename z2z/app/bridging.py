@@ -51,30 +51,41 @@ MIN_VALUE_CAP = 4096
 BYTES_PER_VALUE = 2048
 
 
-def value_cap(max_services_per_site: int, refresh: float, sites_per_key: int = 4) -> int:
+def versions_per_instance(refresh: float, ttl: float) -> int:
+    """How many versions of one instance a key holds at once (OpenDHT keeps each id 10 minutes).
+
+    The bridge makes a new version every ``refresh × max(1, ⌊ttl / refresh⌋ - 1)``
+    seconds (re-putting the same one in between, `Bridge._refresh`).
+    """
+    refresh = max(refresh, 1.0)
+    interval = refresh * max(1, math.floor(ttl / refresh) - 1)
+    return math.ceil(DHT_VALUE_LIFETIME / interval) + 1
+
+
+def value_cap(max_services_per_site: int, refresh: float, ttl: float, sites_per_key: int = 4) -> int:
     """How many values one type key may legitimately hold, with room to spare.
 
-    Every version of an instance lives until OpenDHT expires it, so a key holds
-    about ``lifetime / refresh + 1`` versions of each instance; a full site holds
-    `max_services_per_site` instances.  The cap allows `sites_per_key` full sites
-    under one key (more sites of one type are legitimate but rarely all full), and
-    never less than the old fixed 4,096.  What lies beyond is refused as its own
-    condition (``answer too big``), not taken for an outage.
+    A full site holds `max_services_per_site` instances, each with
+    `versions_per_instance` versions under the key.  The cap allows
+    `sites_per_key` full sites under one key (more sites of one type are
+    legitimate but rarely all full), and never less than the old fixed 4,096.
+    What lies beyond is refused as its own condition (``answer too big``), not
+    taken for an outage.
     """
-    versions = math.ceil(DHT_VALUE_LIFETIME / max(refresh, 1.0)) + 1
-    return max(MIN_VALUE_CAP, versions * max_services_per_site * sites_per_key)
+    return max(MIN_VALUE_CAP, versions_per_instance(refresh, ttl) * max_services_per_site * sites_per_key)
 
 
-def apply_value_cap(store: Any, cap: int, refresh: float) -> None:
+def apply_value_cap(store: Any, cap: int, refresh: float, ttl: float) -> None:
     """Size a rendezvous adapter's get and listen caps (those it has) for `cap` values per key."""
     if hasattr(store, "max_values"):
         store.max_values = cap
     if hasattr(store, "max_get_bytes"):
         store.max_get_bytes = max(store.max_get_bytes, cap * BYTES_PER_VALUE)
     if hasattr(store, "listen_flood_per_minute"):
-        # A legitimate key sees each instance about 60 / refresh times a minute.
-        per_minute = math.ceil(cap * 60.0 / max(refresh, 1.0) / (DHT_VALUE_LIFETIME / max(refresh, 1.0) + 1))
-        store.listen_flood_per_minute = max(store.listen_flood_per_minute, 2 * per_minute)
+        # Each instance is put (new or re-put) once per refresh; twice that is still legitimate.
+        instances = cap / versions_per_instance(refresh, ttl)
+        per_minute = math.ceil(2 * instances * 60.0 / max(refresh, 1.0))
+        store.listen_flood_per_minute = max(store.listen_flood_per_minute, per_minute)
 
 
 class Bridging:
@@ -127,7 +138,7 @@ class Bridging:
         self.skipped_known = 0  # values a get returned that were already handled
         # Type -> answers refused as too big; logged at WARNING once per type.
         self.answers_too_big: Counter[str] = Counter()
-        self._cap: tuple[int, float] | None = None  # (values per key, refresh) once set
+        self._cap: tuple[int, float, float] | None = None  # (values per key, refresh, ttl) once set
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -216,12 +227,12 @@ class Bridging:
 
         return on_value
 
-    def set_value_cap(self, cap: int, refresh: float) -> None:
+    def set_value_cap(self, cap: int, refresh: float, ttl: float) -> None:
         """Scale the stores' caps and the seen-values memory with the quotas (`value_cap`)."""
         self.seen_max = 2 * cap
         for store in {id(self.rendezvous): self.rendezvous, id(self.store): self.store}.values():
-            apply_value_cap(store, cap, refresh)
-        self._cap = (cap, refresh)
+            apply_value_cap(store, cap, refresh, ttl)
+        self._cap = (cap, refresh, ttl)
 
     def forget_seen(self) -> None:
         """Handle every value again (the policy or quotas changed: a refused value may fit now)."""

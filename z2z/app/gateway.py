@@ -97,7 +97,9 @@ class Gateway:
             observe=self._observe,
             changed=self._zone_changed,
         )
-        self.bridging.set_value_cap(value_cap(config.max_services_per_site, config.refresh), config.refresh)
+        self.bridging.set_value_cap(
+            value_cap(config.max_services_per_site, config.refresh, config.ttl), config.refresh, config.ttl
+        )
         self.leadership: Leadership | None = None
         if config.election:
             address = contact_address(config.interface)
@@ -292,7 +294,9 @@ class Gateway:
             )
         self.bridging.flap_half_life = config.flap_half_life
         self.bridging.execute(self.bridge.reconfigure(self._bridge_settings(config), self.clock()))
-        self.bridging.set_value_cap(value_cap(config.max_services_per_site, config.refresh), config.refresh)
+        self.bridging.set_value_cap(
+            value_cap(config.max_services_per_site, config.refresh, config.ttl), config.refresh, config.ttl
+        )
         self.bridging.forget_seen()  # a value refused under the old policy may be accepted now
         ti = self.bridging.type_index
         ti.ttl, ti.refresh, ti.max_skew = config.ttl, config.refresh, config.max_skew

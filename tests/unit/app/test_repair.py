@@ -16,7 +16,7 @@ from z2z.adapters.link.memory import MemoryLink
 from z2z.adapters.rendezvous.base import AnswerTooBig, DhtValue
 from z2z.adapters.rendezvous.memory import MemoryDht, MemoryRendezvous
 from z2z.adapters.rendezvous.proxy import LISTEN_FLOOD_PER_MINUTE, ProxyRendezvous
-from z2z.app.bridging import MIN_VALUE_CAP, apply_value_cap, value_cap
+from z2z.app.bridging import MIN_VALUE_CAP, apply_value_cap, value_cap, versions_per_instance
 from z2z.app.config import build
 from z2z.app.gateway import Gateway
 
@@ -100,20 +100,21 @@ async def test_an_oversized_answer_is_its_own_condition_and_still_repairs(
 
 
 def test_caps_scale_with_the_quotas() -> None:
-    assert value_cap(16, 40.0) == MIN_VALUE_CAP  # small quotas keep the old floor
-    # 1,000 services per site, a version every 40 s living 600 s: 16 versions each, 4 full sites.
-    assert value_cap(1000, 40.0) == 16 * 1000 * 4
-    assert value_cap(1000, 300.0) < value_cap(1000, 40.0)  # fewer versions live with a slower refresh
+    assert value_cap(16, 40.0, 120) == MIN_VALUE_CAP  # small quotas keep the old floor
+    # A new version every 80 s (re-put in between), each living 600 s: 9 versions; 4 full sites.
+    assert versions_per_instance(40.0, 120) == 9
+    assert value_cap(1000, 40.0, 120) == 9 * 1000 * 4
+    assert value_cap(1000, 40.0, 600) < value_cap(1000, 40.0, 120)  # a longer ttl: fewer versions
 
 
 async def test_a_proxy_takes_the_scaled_caps() -> None:
     proxy = ProxyRendezvous("http://127.0.0.1:9")
     try:
-        cap = value_cap(1000, 40.0)
-        apply_value_cap(proxy, cap, 40.0)
+        cap = value_cap(1000, 40.0, 120)
+        apply_value_cap(proxy, cap, 40.0, 120)
         assert proxy.max_values == cap
         assert proxy.max_get_bytes >= cap * 1024
-        # 1,000 services × 4 sites re-put every 40 s is 6,000 values a minute: more than the old cap.
+        # 4 full sites of 1,000 services put every 40 s is 6,000 values a minute: more than the old cap.
         assert proxy.listen_flood_per_minute >= 2 * 4000 * 60 // 40 > LISTEN_FLOOD_PER_MINUTE
     finally:
         await proxy.close()
