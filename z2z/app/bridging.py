@@ -20,13 +20,17 @@ It is also the narrow control surface `Leadership` acts through
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import math
 import os
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
 
 from z2z.adapters.link.base import DynamicBrowsing, LinkBackend
-from z2z.adapters.rendezvous.base import DhtValue, ListenHandle, Rendezvous, RendezvousError
+from z2z.adapters.rendezvous.base import AnswerTooBig, DhtValue, ListenHandle, Rendezvous, RendezvousError
 from z2z.app import keys as key_store
 from z2z.app.executors import KeyedSerial, PutQueue, TaskSet
 from z2z.app.health import StoreHealth
@@ -38,6 +42,50 @@ from z2z.core.typeindex import decode as decode_type_index
 from z2z.core.wire.gateways import GATEWAY_TYPE
 
 log = logging.getLogger(__name__)
+
+# OpenDHT keeps a value of the default type 10 minutes after its last put.
+DHT_VALUE_LIFETIME = 600.0
+# The caps a rendezvous adapter had before they scaled with the quotas.
+MIN_VALUE_CAP = 4096
+# Bytes per value allowed in a get's answer: a typical value is < 1 KiB (JSON + base64 on the proxy).
+BYTES_PER_VALUE = 2048
+
+
+def versions_per_instance(refresh: float, ttl: float) -> int:
+    """How many versions of one instance a key holds at once (OpenDHT keeps each id 10 minutes).
+
+    The bridge makes a new version every ``refresh × max(1, ⌊ttl / refresh⌋ - 1)``
+    seconds (re-putting the same one in between, `Bridge._refresh`).
+    """
+    refresh = max(refresh, 1.0)
+    interval = refresh * max(1, math.floor(ttl / refresh) - 1)
+    return math.ceil(DHT_VALUE_LIFETIME / interval) + 1
+
+
+def value_cap(max_services_per_site: int, refresh: float, ttl: float, sites_per_key: int = 4) -> int:
+    """How many values one type key may legitimately hold, with room to spare.
+
+    A full site holds `max_services_per_site` instances, each with
+    `versions_per_instance` versions under the key.  The cap allows
+    `sites_per_key` full sites under one key (more sites of one type are
+    legitimate but rarely all full), and never less than the old fixed 4,096.
+    What lies beyond is refused as its own condition (``answer too big``), not
+    taken for an outage.
+    """
+    return max(MIN_VALUE_CAP, versions_per_instance(refresh, ttl) * max_services_per_site * sites_per_key)
+
+
+def apply_value_cap(store: Any, cap: int, refresh: float, ttl: float) -> None:
+    """Size a rendezvous adapter's get and listen caps (those it has) for `cap` values per key."""
+    if hasattr(store, "max_values"):
+        store.max_values = cap
+    if hasattr(store, "max_get_bytes"):
+        store.max_get_bytes = max(store.max_get_bytes, cap * BYTES_PER_VALUE)
+    if hasattr(store, "listen_flood_per_minute"):
+        # Each instance is put (new or re-put) once per refresh; twice that is still legitimate.
+        instances = cap / versions_per_instance(refresh, ttl)
+        per_minute = math.ceil(2 * instances * 60.0 / max(refresh, 1.0))
+        store.listen_flood_per_minute = max(store.listen_flood_per_minute, per_minute)
 
 
 class Bridging:
@@ -84,6 +132,13 @@ class Bridging:
         self._logged_rejects: set[str] = set()
         self._anti_entropy_running = False
         self._anti_entropy_again = False
+        # Digests of (type, value) already handled: a get that returns them again costs no decoding.
+        self.seen_values: OrderedDict[bytes, None] = OrderedDict()
+        self.seen_max = MIN_VALUE_CAP * 4
+        self.skipped_known = 0  # values a get returned that were already handled
+        # Type -> answers refused as too big; logged at WARNING once per type.
+        self.answers_too_big: Counter[str] = Counter()
+        self._cap: tuple[int, float, float] | None = None  # (values per key, refresh, ttl) once set
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -172,7 +227,32 @@ class Bridging:
 
         return on_value
 
+    def set_value_cap(self, cap: int, refresh: float, ttl: float) -> None:
+        """Scale the stores' caps and the seen-values memory with the quotas (`value_cap`)."""
+        self.seen_max = 2 * cap
+        for store in {id(self.rendezvous): self.rendezvous, id(self.store): self.store}.values():
+            apply_value_cap(store, cap, refresh, ttl)
+        self._cap = (cap, refresh, ttl)
+
+    def forget_seen(self) -> None:
+        """Handle every value again (the policy or quotas changed: a refused value may fit now)."""
+        self.seen_values.clear()
+
+    def _first_sight(self, service_type: str, data: bytes) -> bool:
+        """True the first time this exact value of this type is handled (bounded memory)."""
+        mark = hashlib.blake2b(data, digest_size=16, person=service_type.encode()[-16:]).digest()
+        if mark in self.seen_values:
+            self.seen_values.move_to_end(mark)
+            return False
+        self.seen_values[mark] = None
+        while len(self.seen_values) > self.seen_max:
+            self.seen_values.popitem(last=False)
+        return True
+
     def remote_value(self, service_type: str, data: bytes, now: float) -> None:
+        if not self._first_sight(service_type, data):
+            self.skipped_known += 1
+            return
         if service_type != INDEX_TYPE:
             self.execute(self.bridge.remote_value(service_type, data, now))
             return
@@ -243,6 +323,10 @@ class Bridging:
                 started = time.monotonic()
                 values = await store.get(self.bridge.key_for(service_type))
                 self._observe("get", self.via, time.monotonic() - started)
+            except AnswerTooBig as exc:
+                # The store answers: not an outage.  Use what was read (absence never withdraws).
+                self._too_big(service_type, str(exc))
+                values = exc.values
             except RendezvousError as exc:
                 self._report("get", False, str(exc))
                 return
@@ -250,6 +334,17 @@ class Bridging:
             now = self.clock()
             for value in values:
                 self.remote_value(service_type, value.data, now)
+
+    def _too_big(self, service_type: str, detail: str) -> None:
+        self.answers_too_big[service_type] += 1
+        level = logging.WARNING if self.answers_too_big[service_type] == 1 else logging.DEBUG
+        log.log(
+            level,
+            "anti-entropy for %s: %s; using the values read so far (a flood, or quotas too small for "
+            "this network); further ones are only counted",
+            service_type,
+            detail,
+        )
 
     def tick(self) -> None:
         """Once a second: refreshes, TTL expiry and flap holds; the type index entry."""
@@ -301,6 +396,9 @@ class Bridging:
         self.listens = {}
         self.store, self.via = store, name
         self.puts.rendezvous = store
+        if self._cap is not None:
+            apply_value_cap(store, *self._cap)
+        self.forget_seen()
         self.listen_all()
         self.reput_exports()
         self.tasks.spawn(self.anti_entropy(), name="anti-entropy")

@@ -108,11 +108,18 @@ class KeyedSerial:
 class PutQueue:
     """Deliver puts to the rendezvous; newest version per instance wins; retry on failure.
 
+    Backpressure: at most `concurrency` puts are in flight; the rest wait in
+    `_pending`, which holds one put per instance (a newer version replaces a
+    waiting one), so the queue is bounded by the number of exports and a burst
+    of 1,000 new services costs 1,000 / `concurrency` rounds, not 1,000
+    simultaneous requests that time out together (seen with the REST proxy).
+
     `on_result(ok, detail)` hears how each batch went (the gateway's health
     tracker); `observe(seconds)` gets each successful put's latency (metrics).
     """
 
     backoff_max = 10.0
+    concurrency = 16
 
     def __init__(
         self,
@@ -150,7 +157,10 @@ class PutQueue:
             self._wake.clear()
             self._retry.clear()  # a `retry_now` from here on cuts the backoff after this batch
             batch = dict(self._pending)
-            results = await asyncio.gather(*(self._put(p) for p in batch.values()), return_exceptions=True)
+            gate = asyncio.Semaphore(self.concurrency)
+            results = await asyncio.gather(
+                *(self._put_gated(gate, ikey, p) for ikey, p in batch.items()), return_exceptions=True
+            )
             failed = False
             for (ikey, put), result in zip(batch.items(), results, strict=True):
                 if isinstance(result, BaseException):
@@ -171,6 +181,12 @@ class PutQueue:
                 self._idle.set()
             else:
                 self._wake.set()
+
+    async def _put_gated(self, gate: asyncio.Semaphore, ikey: tuple[str, str], put: Put) -> None:
+        async with gate:
+            if self._pending.get(ikey) is not put:
+                return  # a newer version came while this one waited: it goes in the next round
+            await self._put(put)
 
     async def _put(self, put: Put) -> None:
         started = time.monotonic()

@@ -26,7 +26,7 @@ from z2z.adapters.rendezvous import EmbeddedRendezvous
 from z2z.adapters.rendezvous.base import Rendezvous
 from z2z.app import keys as key_store
 from z2z.app import state as state_store
-from z2z.app.bridging import Bridging
+from z2z.app.bridging import Bridging, value_cap
 from z2z.app.config import GatewayConfig, reload_diff
 from z2z.app.dnsfront import dns_services, make_dns_server
 from z2z.app.executors import stoppable_job
@@ -96,6 +96,9 @@ class Gateway:
             trouble_logged=trouble_logged,
             observe=self._observe,
             changed=self._zone_changed,
+        )
+        self.bridging.set_value_cap(
+            value_cap(config.max_services_per_site, config.refresh, config.ttl), config.refresh, config.ttl
         )
         self.leadership: Leadership | None = None
         if config.election:
@@ -291,6 +294,10 @@ class Gateway:
             )
         self.bridging.flap_half_life = config.flap_half_life
         self.bridging.execute(self.bridge.reconfigure(self._bridge_settings(config), self.clock()))
+        self.bridging.set_value_cap(
+            value_cap(config.max_services_per_site, config.refresh, config.ttl), config.refresh, config.ttl
+        )
+        self.bridging.forget_seen()  # a value refused under the old policy may be accepted now
         ti = self.bridging.type_index
         ti.ttl, ti.refresh, ti.max_skew = config.ttl, config.refresh, config.max_skew
         if self.started.is_set():  # newly allowed values come with a full get
@@ -374,6 +381,8 @@ class Gateway:
                 LeaderStatus(r.site, r.node, r.contact, r.structure)
                 for r in (leadership.leaders() if leadership else ())
             ],
+            answers_too_big=dict(self.bridging.answers_too_big),
+            values_skipped_known=self.bridging.skipped_known,
             puts=bridge.stats.puts,
             flap_holds=bridge.stats.damped,
         )

@@ -9,7 +9,7 @@ into the bridge or the stage machine itself.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from z2z.app import state as state_store
@@ -79,6 +79,10 @@ class GatewayStatus:
     services: list[ServiceStatus]
     stages: dict[str, Any] | None
     leaders: list[LeaderStatus]
+    # type -> anti-entropy answers refused as too big (the store answers; the answer is over the cap)
+    answers_too_big: dict[str, int] = field(default_factory=dict)
+    # values a get returned that were already handled (not decoded again)
+    values_skipped_known: int = 0
     # counters for metrics; not part of status.json
     puts: int = 0
     flap_holds: int = 0

@@ -31,7 +31,7 @@ from z2z.adapters.rendezvous import (
     open_rendezvous,
     parse_bootstrap,
 )
-from z2z.adapters.rendezvous.base import ConditionLog
+from z2z.adapters.rendezvous.base import AnswerTooBig, ConditionLog
 from z2z.adapters.rendezvous.proxy import iter_lines, parse_value_line
 
 needs_dhtnode = pytest.mark.skipif(shutil.which("dhtnode") is None, reason="needs dhtnode")
@@ -391,6 +391,25 @@ async def test_endless_stream_of_values_is_capped() -> None:
         try:
             with pytest.raises(RendezvousError, match="more than 500 values"):
                 await proxy.get(new_key())
+        finally:
+            await proxy.close()
+
+
+async def test_an_answer_over_the_cap_is_its_own_condition_with_the_values_read() -> None:
+    async def respond(method: str, path: str, w: asyncio.StreamWriter) -> None:
+        w.write(head())
+        for i in range(1, 2000):
+            w.write(line(str(i)))
+        await w.drain()
+
+    async with LyingServer(respond) as srv:
+        proxy = fast_proxy(srv.url, max_values=500)
+        try:
+            with pytest.raises(AnswerTooBig) as caught:
+                await proxy.get(new_key())
+            assert len(caught.value.values) == 500  # what was read, for the caller to use
+            assert caught.value.condition == "answer too big"
+            assert proxy.trouble.failing == []  # the proxy answers: no outage is reported
         finally:
             await proxy.close()
 

@@ -41,6 +41,19 @@ class PutNotConfirmed(RendezvousError):
     """
 
 
+class AnswerTooBig(RendezvousError):
+    """A get answered more values (or bytes) than the caller's cap: the DHT is fine, the answer is not.
+
+    Its own condition, not an outage: `values` holds what was read before the
+    cap (de-duplicated), which callers may still use, since z2z never takes a
+    value's absence for a withdrawal (imports expire on their own TTL).
+    """
+
+    def __init__(self, message: str, values: list[DhtValue]) -> None:
+        super().__init__(message, "answer too big")
+        self.values = values
+
+
 class ConditionLog:
     """Log each way a rendezvous fails once, not once per request, key or operation.
 

@@ -46,6 +46,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from z2z.adapters.rendezvous.base import (
+    AnswerTooBig,
     ConditionLog,
     DhtValue,
     ListenCallback,
@@ -294,7 +295,9 @@ class EmbeddedRendezvous:
         """
         found, ok, _ = await self._lookup(self._hash(key))
         if len(found) > self.max_values:
-            raise RendezvousError(f"more than {self.max_values} values under one key; refusing")
+            raise AnswerTooBig(
+                f"more than {self.max_values} values under one key; stopped reading", found[: self.max_values]
+            )
         if not ok:
             raise RendezvousError("OpenDHT get failed (no peer answered)")
         return found

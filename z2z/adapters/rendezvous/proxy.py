@@ -38,6 +38,7 @@ import httpx
 
 from z2z.adapters.rendezvous.base import (
     MAX_VALUE_ID,
+    AnswerTooBig,
     ConditionLog,
     DhtValue,
     ListenCallback,
@@ -228,6 +229,8 @@ class ProxyRendezvous:
         self.stats: Counter[str] = Counter()
         #: Failures by condition, each logged once (``timeout``, ``HTTP 500``, ``junk values``...).
         self.trouble = ConditionLog(log, f"OpenDHT proxy {self.base_url}")
+        # Raised with the quotas by the gateway (z2z.app.bridging.value_cap).
+        self.listen_flood_per_minute = LISTEN_FLOOD_PER_MINUTE
         self._listens: set[_ProxyListen] = set()
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
@@ -340,13 +343,17 @@ class ProxyRendezvous:
                         if not expired:
                             values.setdefault((value.id, value.data), value)
                         if len(values) > self.max_values or received > self.max_get_bytes:
+                            # The proxy works; the answer is too big.  Not an outage: the
+                            # caller logs it as its own condition and may use what was read.
                             self.stats["get_too_big"] += 1
-                            raise self._failed(
-                                "get",
+                            self.trouble.worked("get")
+                            raise AnswerTooBig(
                                 f"get from {self.base_url}: more than {self.max_values} values "
-                                f"or {self.max_get_bytes} bytes under one key; refusing",
-                                "answer too big",
+                                f"or {self.max_get_bytes} bytes under one key; stopped reading",
+                                list(values.values())[: self.max_values],
                             )
+        except AnswerTooBig:
+            raise
         except TimeoutError as exc:
             self.stats["get_deadline"] += 1
             raise self._failed(
@@ -514,10 +521,10 @@ class _ProxyListen:
             if now - window > 60.0:
                 window, delivered = now, 0
             delivered += 1
-            if delivered > LISTEN_FLOOD_PER_MINUTE:
+            if delivered > owner.listen_flood_per_minute:
                 owner.stats["listen_flood"] += 1
                 raise RendezvousError(
-                    f"more than {LISTEN_FLOOD_PER_MINUTE} values in a minute", "listen flood"
+                    f"more than {owner.listen_flood_per_minute} values in a minute", "listen flood"
                 )
             if not self.proven:
                 self._proven()  # a well-formed value: the stream works

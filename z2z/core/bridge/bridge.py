@@ -84,7 +84,10 @@ class BridgeSettings:
 class _Export:
     service: Service
     seq: int
-    issued: float
+    issued: float  # when the current version (seq, ts) was made
+    put_at: float = 0.0  # when it was last put (a refresh may re-put the same version)
+    last: Put | None = None  # the current version as put, to re-put byte for byte
+    ttl: int = 0  # the current version's ttl (a reload may change the setting)
 
 
 @dataclass(slots=True)
@@ -247,14 +250,34 @@ class Bridge:
         self.seq = max(self.seq + 1, int(now * 1000))
         return self.seq
 
+    def _refresh(self, key: tuple[str, str], now: float) -> Put:
+        """Re-put the current version unchanged while it stays valid, else make a new one.
+
+        OpenDHT refreshes a value re-put with the same id and the same bytes in
+        place (remote nodes log "refreshed value"), but keeps every value with a
+        new id until it expires (10 minutes): a new version per refresh piles up
+        ``600 / refresh`` versions per instance under the key.  So a version is
+        re-put as it is while importers keep it (``ts + ttl``) for at least two
+        more refresh periods, and replaced only then: with ttl 120 s and refresh
+        40 s, a new version every 80 s instead of every 40 s; with a longer ttl,
+        far fewer (docs/protocol.md).
+        """
+        exp = self._exports[key]
+        s = self.settings
+        if exp.last is not None and exp.issued + exp.ttl - now >= 2 * s.refresh:
+            exp.put_at = now
+            self.stats.puts += 1
+            return replace(exp.last, why="refresh")
+        return self._put(key, now, "refresh")
+
     def _put(self, key: tuple[str, str], now: float, why: str) -> Put:
         exp = self._exports[key]
-        exp.seq, exp.issued = self.next_seq(now), now
+        exp.seq, exp.issued, exp.put_at, exp.ttl = self.next_seq(now), now, now, self.settings.ttl
         s = self.settings
         env = Envelope(s.network, s.site, s.node, self.seq, now, s.ttl, why == "gone", exp.service)
         self.stats.puts += 1
         dht_key = self.key_for(exp.service.type)
-        return Put(
+        exp.last = Put(
             key=dht_key,
             value_id=self.codec.value_id(s.site, exp.service.type, exp.service.instance, self.seq),
             data=self.codec.seal(protocol.encode(env), dht_key),
@@ -262,6 +285,7 @@ class Bridge:
             instance=exp.service.instance,
             why=why,
         )
+        return exp.last
 
     # -- remote side ---------------------------------------------------------
 
@@ -571,8 +595,8 @@ class Bridge:
             actions.append(Damped(ikey[1], ikey[2], False, self._changes.pop(ikey, 0), ikey[0]))
             actions += self._settle_import(ikey)
         for key, exp in list(self._exports.items()):
-            if now - exp.issued >= self.settings.refresh:
-                actions.append(self._put(key, now, "refresh"))
+            if now - exp.put_at >= self.settings.refresh:
+                actions.append(self._refresh(key, now))
         for ikey, imp in list(self._imports.items()):
             if imp.expires < now:
                 del self._imports[ikey]
