@@ -54,6 +54,12 @@ class _GatewayCollector(Collector):
             services.add_metric([direction, site, service_type], n)
         yield services
 
+        yield CounterMetricFamily(
+            "z2z_link_kernel_drops",
+            "mDNS datagrams the kernel dropped on the link's sockets (receive buffer full)",
+            value=doc["link_kernel_drops"],
+        )
+
         rejected = CounterMetricFamily(
             "z2z_rejected_records", "Records refused, by reason", labels=["reason"]
         )

@@ -83,6 +83,8 @@ class GatewayStatus:
     answers_too_big: dict[str, int] = field(default_factory=dict)
     # values a get returned that were already handled (not decoded again)
     values_skipped_known: int = 0
+    # mDNS datagrams the kernel dropped on the link's sockets (python-zeroconf backend)
+    link_kernel_drops: int = 0
     # counters for metrics; not part of status.json
     puts: int = 0
     flap_holds: int = 0

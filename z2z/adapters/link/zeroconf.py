@@ -52,6 +52,13 @@ from z2z.adapters.link.base import (
     service_key,
     subtypes_by_type,
 )
+from z2z.adapters.link.rcvbuf import (
+    RECEIVE_BUFFER,
+    Reconciler,
+    size_receive_buffer,
+    socket_drops,
+    socket_inode,
+)
 from z2z.adapters.link.zeroconf_ext import (
     LOCAL_SUFFIX,
     InterfaceSpec,
@@ -86,6 +93,8 @@ META_QUERY = "_services._dns-sd._udp.local."  # DNS-SD type enumeration (RFC 676
 # One resolve attempt waits this long; a responder answers QM questions within
 # ~120 ms, and python-zeroconf re-asks after ~0.3 s and then every second.
 RESOLVE_TIMEOUT = 2.0
+# How often the kernel's drop counter is read (a re-query follows new drops within this).
+RECONCILE_CHECK = 2.0
 RESOLVE_ATTEMPTS = 3
 # How long a type must have been browsed before its cache is trusted for
 # conflict checks instead of probing (see `ZeroconfLink.publish`).
@@ -152,6 +161,10 @@ class ZeroconfLink:
         self._locks = KeyedLocks()
         self._background: set[Awaitable[None]] = set()
         self._pointers: SubtypePointers | None = None
+        # Bursts (z2z.adapters.link.rcvbuf): sized sockets by fileno, drops seen, re-queries.
+        self._sized: dict[int, int] = {}
+        self.reconciler = Reconciler()
+        self._reconcile_task: asyncio.Task[None] | None = None
 
     @property
     def interfaces(self) -> list[InterfaceSpec]:
@@ -185,7 +198,11 @@ class ZeroconfLink:
         self._aiozc = aiozc
         self._pointers = SubtypePointers(aiozc.zeroconf)
         self._types = {}
+        self._size_buffers()
         self._add_browser(bare)
+        self._reconcile_task = asyncio.get_running_loop().create_task(
+            self._reconcile_loop(), name="z2z-mdns-reconcile"
+        )
         log.info("zeroconf link up on %s (%s), browsing %s", self._specs, self._ip_version.name, bare)
 
     async def close(self) -> None:
@@ -193,6 +210,10 @@ class ZeroconfLink:
         aiozc, self._aiozc = self._aiozc, None
         if aiozc is None:
             return
+        if self._reconcile_task is not None:
+            self._reconcile_task.cancel()
+            await asyncio.gather(self._reconcile_task, return_exceptions=True)
+            self._reconcile_task = None
         browsers, self._browsers = self._browsers, []
         for browser in browsers:
             await browser.async_cancel()
@@ -212,6 +233,48 @@ class ZeroconfLink:
         if self._pointers is not None:
             self._pointers.clear_all()  # python-zeroconf does not know them: their goodbyes first
         await aiozc.async_close()  # goodbyes for all registrations, then sockets closed
+
+    # -- bursts: receive buffers, kernel drops, reconciliation queries ------
+
+    @property
+    def kernel_drops(self) -> int:
+        """mDNS datagrams the kernel dropped on our sockets since the link started."""
+        return self.reconciler.drops
+
+    def _size_buffers(self) -> None:
+        """Give every mDNS socket python-zeroconf opened (and reopens) a buffer sized for bursts."""
+        assert self._aiozc is not None
+        for reader in self._aiozc.zeroconf.engine.readers:
+            if reader.fileno in self._sized:
+                continue
+            granted = size_receive_buffer(reader.sock)
+            self._sized[reader.fileno] = socket_inode(reader.sock)
+            # Linux reports twice the size asked (bookkeeping); less means net.core.rmem_max capped it.
+            if granted < RECEIVE_BUFFER:
+                log.warning(
+                    "mDNS receive buffer is %d bytes, not %d: bursts may be dropped; raise "
+                    "net.core.rmem_max (sysctl -w net.core.rmem_max=%d) or run with CAP_NET_ADMIN",
+                    granted,
+                    2 * RECEIVE_BUFFER,
+                    RECEIVE_BUFFER,
+                )
+            else:
+                log.debug("mDNS receive buffer %d bytes on fd %d", granted, reader.fileno)
+
+    async def _reconcile_loop(self) -> None:
+        while self._aiozc is not None:
+            await asyncio.sleep(RECONCILE_CHECK)
+            self._size_buffers()
+            drops = socket_drops(self._sized.values())
+            if self.reconciler.due(drops, time.monotonic()):
+                self.requery()
+
+    def requery(self) -> None:
+        """Ask the link again for every browsed type, with python-zeroconf's own query
+        (known answers included, so responders answer only what we lack)."""
+        now = current_time_millis()
+        for browser in self._browsers:
+            browser.query_scheduler.async_send_ready_queries(False, now, set(browser.types))
 
     # -- browsing ----------------------------------------------------------
 
