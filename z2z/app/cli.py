@@ -34,7 +34,7 @@ EXIT_CONFIG = 2
 EXIT_RENDEZVOUS = 3
 EXIT_LINK = 4
 
-log = logging.getLogger("z2z")
+log = logging.getLogger(__name__)
 
 
 def _run_parser(sub: Any) -> None:

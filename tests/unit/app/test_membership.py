@@ -54,7 +54,7 @@ def test_run_makes_a_private_network_and_says_how_to_grow_it(tmp_path: Path) -> 
     # a second start keeps the secret and no longer calls the network new
     rc, _, err = z2z(*argv, "--rendezvous", "http://127.0.0.1:9", "--no-election")
     assert keys.read_secret(secret_file) == secret
-    assert f"INFO z2z: private network z2z (id {fp}" in err
+    assert f"INFO z2z.app.cli: private network z2z (id {fp}" in err
     # the open mode: no secret made, one WARNING that says what it exposes
     public = tmp_path / "public"
     rc, _, err = z2z(*argv[:4], str(public), *argv[5:], "--public", "--rendezvous", "http://127.0.0.1:9")
