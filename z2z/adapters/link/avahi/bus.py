@@ -36,8 +36,10 @@ log = logging.getLogger(__name__)
 OBJECTS_PER_CONNECTION = 1000
 # Beyond this many connections something is wrong (the system bus allows 256 per user).
 MAX_CONNECTIONS = 64
-# One blocking D-Bus call never waits longer than this.
-CALL_TIMEOUT = 10.0
+# One blocking D-Bus call never waits longer than this: D-Bus's own default. avahi-daemon
+# holding thousands of services can take more than 10 s to answer one call (seen in CI with
+# 2,000 proxies); a daemon that leaves the bus is noticed at once, not by this timeout.
+CALL_TIMEOUT = 25.0
 
 _ERR = "org.freedesktop.Avahi."
 ERR_TOO_MANY_OBJECTS = _ERR + "TooManyObjectsError"
