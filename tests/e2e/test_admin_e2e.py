@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.testbed import Proc, Testbed, matching
+from support.testbed import REPO, Proc, Testbed, matching
 
 pytestmark = pytest.mark.netns
 
@@ -27,17 +27,30 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, as_
     state = tb.workdir / f"state-{host}"
     prefix: list[str] = []
     env: dict[str, str] = {}
+    python = sys.executable
+    cwd: Path | None = None
     if as_nobody:
         state.mkdir()
         os.chown(state, NOBODY, NOBODY)
         tb.workdir.chmod(0o711)
-        prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--no-new-privs"]
-        env = {"STATE_DIRECTORY": str(state), "HOME": "/nonexistent"}
+        # The checkout may sit where nobody cannot read it (a clone under /root, mode
+        # 0700): in a private mount namespace it is bound at a path nobody can reach,
+        # so the unprivileged gateway runs this very tree and its venv.
+        view = tb.workdir / "checkout"
+        view.mkdir(mode=0o755)
+        bind = 'mount --bind "$0" "$1" && shift && exec "$@"'
+        prefix = ["unshare", "--mount", "--propagation", "private", "--"]
+        prefix += ["sh", "-c", bind, str(REPO), str(view)]
+        prefix += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--no-new-privs"]
+        if Path(sys.executable).is_relative_to(REPO):
+            python = str(view / Path(sys.executable).relative_to(REPO))
+        env = {"STATE_DIRECTORY": str(state), "HOME": "/nonexistent", "PYTHONPATH": str(view)}
+        cwd = view
     proc = tb.spawn(
         host,
         [
             *prefix,
-            sys.executable,
+            python,
             "-m",
             "z2z",
             "run",
@@ -55,6 +68,7 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, *extra: str, as_
         ],
         name=f"{host}-z2z",
         env=env,
+        cwd=cwd,
     )
     proc.wait_line(r"INFO z2z\.app\.bridging: bridging", timeout=30, stream="stderr")
     return proc
