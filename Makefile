@@ -8,7 +8,7 @@ RUN_ARGS ?=
 PI_ARGS ?=
 FUZZ_RUNS ?= 100000
 
-.PHONY: install run test test-unit lint bench fuzz clean system pi-check systemd-check
+.PHONY: install run test test-unit lint bench fuzz clean system pi-check systemd-check fresh-check
 
 $(BIN)/z2z: pyproject.toml
 	$(PYTHON) -m venv --system-site-packages $(VENV)
@@ -64,6 +64,11 @@ systemd-check: install
 
 pi-check: install
 	$(BIN)/python tests/platform/pi_check.py $(PI_ARGS)
+
+# The README's `make test` from scratch on a fresh debootstrapped Debian 12 root
+# (docs/development.md); stdlib only, so it needs no venv.
+fresh-check:
+	python3 tests/platform/fresh_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
