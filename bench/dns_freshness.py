@@ -7,7 +7,7 @@ Run from the repository root (as root):
 Method.  On the namespace testbed, the two gateways run as the README starts them
 (election on: they end up bridging through their leaders' DHT, the row waits for
 that) and both serve unicast DNS-SD (``--dns-listen 0.0.0.0:53 --dns-domain
-campus.example.``, default TTL cap 10 s).  A real Unbound on campus B's router
+campus.example.``, default TTL cap, 9 s).  A real Unbound on campus B's router
 forwards ``campus.example.`` to B's gateway (stub zone, as docs/dns-sd.md says); a
 real avahi-daemon on ``b-client`` has wide-area browsing on and Unbound as its
 name server.  Each trial registers a fresh instance on A's printer
@@ -51,9 +51,10 @@ from bench.common import (
     summary,
     wait_settled,
 )
+from z2z.adapters.dns.zone import DEFAULT_TTL_CAP
 
 DOMAIN = "campus.example."
-TTL_CAP = 10  # z2z.adapters.dns.zone.DEFAULT_TTL_CAP
+TTL_CAP = DEFAULT_TTL_CAP
 TARGET_P95_S = 11.0
 CLIENTS = ("dig @gateway", "dig @Unbound", "avahi-browse -d")
 
