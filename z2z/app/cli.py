@@ -377,7 +377,7 @@ def query_network(args: argparse.Namespace) -> tuple[str, bytes | None]:
 def query(args: argparse.Namespace) -> int:
     """`z2z browse` / `z2z resolve`: read the rendezvous directly, print what is live."""
     from z2z.adapters.rendezvous.base import RendezvousError
-    from z2z.app.query import Progress, as_json, fetch
+    from z2z.app.query import Progress, as_json, fetch, rejected_line
     from z2z.core.records import RecordError, normalize_type
 
     try:
@@ -412,6 +412,8 @@ def query(args: argparse.Namespace) -> int:
         return EXIT_RENDEZVOUS
     for warning in found.warnings:
         print(warning, file=sys.stderr)
+    if (line := rejected_line(found, network)) is not None:
+        print(line, file=sys.stderr)
     envs = found.envelopes
     if args.command == "resolve":
         envs = [e for e in envs if e.service.instance == args.instance]

@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from z2z.adapters.rendezvous import EmbeddedRendezvous, RendezvousError, open_rendezvous, parse_bootstrap
+from z2z.adapters.rendezvous.base import AnswerTooBig
 from z2z.core.security import Codec, SecurityError
 from z2z.core.stages.registry import Registry
 from z2z.core.wire import envelope as protocol
@@ -43,6 +45,22 @@ class Found:
     rejected: int  # values that were not valid z2z envelopes of this network
     sources: tuple[str, ...] = ()  # where values were read: "rendezvous", "leaders' DHT"
     warnings: tuple[str, ...] = field(default=())  # one line each, for stderr
+    # why values were refused: reason (``not-sealed``, ``bad-signature``...) → count; registry
+    # values that were not leader records of this network are counted as ``leader-record/<reason>``
+    reasons: tuple[tuple[str, int], ...] = ()
+
+
+def rejected_line(found: Found, network: str) -> str | None:
+    """One stderr line saying how many values were refused and why (None if none were)."""
+    if not found.reasons:
+        return None
+    total = sum(n for _, n in found.reasons)
+    why = ", ".join(f"{reason} {n}" for reason, n in found.reasons)
+    return f"z2z: ignored {total} value(s) that are not valid z2z records of network {network} ({why})"
+
+
+def _sorted_reasons(counts: Counter[str]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(counts.items()))
 
 
 def live_services(
@@ -57,24 +75,28 @@ def live_services(
     codec = codec or Codec(network)
     dht_key = codec.type_key(service_type)
     newest: dict[tuple[str, str], Envelope] = {}
-    rejected = 0
+    reasons: Counter[str] = Counter()
     for data in values:
         try:
             opened = codec.open(data, dht_key)
             env = protocol.decode(opened.body)
             if not codec.verify(opened):
                 raise SecurityError("bad-signature")
-        except (ProtocolError, SecurityError):
-            rejected += 1
+        except (ProtocolError, SecurityError) as exc:
+            reasons[exc.reason] += 1
             continue
         if env.network != network or env.service.type != service_type:
-            rejected += 1
+            reasons["other-network" if env.network != network else "other-type"] += 1
             continue
         key = (env.site, env.service.instance)
         if key not in newest or env.seq > newest[key].seq:
             newest[key] = env
     live = [e for e in newest.values() if not e.gone and e.expires() + max_skew >= now]
-    return Found(sorted(live, key=lambda e: (e.service.instance.casefold(), e.site)), rejected)
+    return Found(
+        sorted(live, key=lambda e: (e.service.instance.casefold(), e.site)),
+        sum(reasons.values()),
+        reasons=_sorted_reasons(reasons),
+    )
 
 
 class Progress:
@@ -106,21 +128,28 @@ class Progress:
 
 
 def leaders_dht_contacts(
-    values: list[bytes], codec: Codec, now: float, max_skew: float = 30.0
+    values: Iterable[bytes],
+    codec: Codec,
+    now: float,
+    max_skew: float = 30.0,
+    reasons: Counter[str] | None = None,
 ) -> tuple[str, tuple[str, ...], int]:
     """(structure, contacts, bad records) of the leaders' DHT to read, from raw registry values (pure).
 
     The structure is the one every leader ends up in (most members, ties by id),
     as the leaders themselves choose it; only that one is joined, so the reader
-    never bridges two structures a partition left apart.
+    never bridges two structures a partition left apart.  Bad records are
+    counted in `reasons` (by `WireError.reason`) when it is given.
     """
     registry = Registry("", codec.network, max_skew)
     bad = 0
     for data in values:
         try:
             record, _signer = open_record(data, codec)
-        except WireError:
+        except WireError as exc:
             bad += 1
+            if reasons is not None:
+                reasons[exc.reason] += 1
             continue
         registry.add(record, now)
     structure = registry.best()
@@ -130,9 +159,13 @@ def leaders_dht_contacts(
 
 
 async def _read_leaders_dht(
-    contacts: tuple[str, ...], network: str, key: bytes, budget: float
+    contacts: tuple[str, ...], network: str, key: bytes, budget: float, warnings: list[str]
 ) -> list[bytes]:
-    """Join the leaders' DHT via `contacts`, get `key` once, leave; RendezvousError on failure."""
+    """Join the leaders' DHT via `contacts`, get `key` once, leave; RendezvousError on failure.
+
+    An answer over the cap (a node flooding the key) keeps what was read before
+    it, with a line in `warnings`.
+    """
     try:
         bootstrap = parse_bootstrap(",".join(contacts))
     except ValueError as exc:
@@ -146,7 +179,11 @@ async def _read_leaders_dht(
     try:
         async with asyncio.timeout(budget):
             await node.start()
-            values = await node.get(key)
+            try:
+                values = await node.get(key)
+            except AnswerTooBig as exc:
+                warnings.append(f"z2z: the leaders' DHT answered too much ({exc}); showing what was read")
+                values = exc.values
     except TimeoutError:
         raise RendezvousError(f"no answer within {budget:.1f} s") from None
     finally:
@@ -192,7 +229,10 @@ async def fetch(
     finally:
         await rendezvous.close()
     sources = ["rendezvous"]
-    structure, contacts, bad = leaders_dht_contacts(registry, codec, time.time())
+    registry_reasons: Counter[str] = Counter()
+    structure, contacts, bad = leaders_dht_contacts(
+        set(registry), codec, time.time(), reasons=registry_reasons
+    )
     if bad:
         log.info("leaders registry: %d value(s) that are not leader records of this network", bad)
     if contacts:
@@ -201,7 +241,7 @@ async def fetch(
         try:
             if left <= 0:
                 raise RendezvousError("no time left in the budget")
-            values += await _read_leaders_dht(contacts, network, type_key, left)
+            values += await _read_leaders_dht(contacts, network, type_key, left, warnings)
             sources.append("leaders' DHT")
         except RendezvousError as exc:
             log.debug("leaders' DHT via %s: %s", contacts, exc)
@@ -209,8 +249,11 @@ async def fetch(
                 f"z2z: the leaders' DHT did not answer via {', '.join(contacts)} ({exc}); "
                 "services that appeared after the leaders formed it may be missing"
             )
-    found = live_services(values, network, service_type, time.time(), codec=codec)
-    return Found(found.envelopes, found.rejected, tuple(sources), tuple(warnings))
+    # The same value may come from both sources: judge (and count) each once.
+    found = live_services(list(dict.fromkeys(values)), network, service_type, time.time(), codec=codec)
+    reasons = Counter(dict(found.reasons))
+    reasons.update({f"leader-record/{r}": n for r, n in registry_reasons.items()})
+    return Found(found.envelopes, found.rejected, tuple(sources), tuple(warnings), _sorted_reasons(reasons))
 
 
 def as_json(env: Envelope) -> dict[str, object]:

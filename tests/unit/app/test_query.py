@@ -2,8 +2,11 @@
 
 from dataclasses import replace
 
-from z2z.app.query import live_services
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from z2z.app.query import live_services, rejected_line
 from z2z.core.records import Service
+from z2z.core.security import Codec
 from z2z.core.wire import envelope as protocol
 from z2z.core.wire.envelope import Envelope
 
@@ -35,3 +38,34 @@ def test_tombstones_expired_and_garbage_are_dropped() -> None:
     assert [(e.site, e.service.instance) for e in found.envelopes] == [("c", "Other")]
     assert found.rejected == 1
     assert live_services(values, "elsewhere", T, NOW).rejected == len(values)
+
+
+def test_refused_values_are_counted_by_reason_in_one_line() -> None:
+    secret = b"s" * 32
+    writer = Codec("z2z", secret, Ed25519PrivateKey.generate())
+    key = writer.type_key(T)
+    values = [
+        writer.seal(env("a", 1), key),  # the one good value
+        b"junk",  # garbage
+        env("b", 1),  # unsealed in a private network
+        Codec("z2z", b"o" * 32, Ed25519PrivateKey.generate()).seal(env("c", 1), key),  # another secret
+        writer.seal(b"{not json", key),
+        b"Z2Z\x02" + bytes(9000),  # oversized
+        writer.seal(protocol.encode(Envelope("other", "d", "00" * 8, 1, NOW, 120, False, SVC)), key),
+    ]
+    found = live_services(values, "z2z", T, NOW, codec=Codec("z2z", secret))
+    assert [e.site for e in found.envelopes] == ["a"]
+    assert found.rejected == 6
+    assert dict(found.reasons) == {
+        "not-sealed": 2,
+        "bad-seal": 1,
+        "not-json": 1,
+        "too-large": 1,
+        "other-network": 1,
+    }
+    line = rejected_line(found, "z2z")
+    assert line == (
+        "z2z: ignored 6 value(s) that are not valid z2z records of network z2z "
+        "(bad-seal 1, not-json 1, not-sealed 2, other-network 1, too-large 1)"
+    )
+    assert rejected_line(live_services(values[:1], "z2z", T, NOW, codec=Codec("z2z", secret)), "z2z") is None
