@@ -179,3 +179,18 @@ async def test_an_unreadable_registry_still_shows_the_services(monkeypatch: pyte
     found = await fetch("http://x:1", "z2z", T, budget=5.0)
     assert [e.service.instance for e in found.envelopes] == ["Printer"]
     assert found.warnings == ("z2z: cannot read the leaders registry (HTTP 500); leaders' DHT skipped",)
+
+
+async def test_bad_registry_and_service_values_are_counted_once_by_reason(rendezvous: MemoryDht) -> None:
+    codec = Codec("z2z")
+    env = Envelope("z2z", "campus-a", "00" * 8, 1, time.time(), 120, False, SVC)
+    rendezvous.values[codec.type_key(T)] = {1: protocol.encode(env), 2: b"{junk", 3: b"{junk"}
+    rendezvous.values[codec.leaders_key()] = {4: b"{not a record", 5: b"\xff" * 40}
+    found = await fetch(None, "z2z", T, budget=5.0)
+    assert [e.service.instance for e in found.envelopes] == ["Printer"]
+    assert found.sources == ("rendezvous",) and found.warnings == ()
+    assert found.reasons == (("leader-record/bad-record", 2), ("not-json", 1))  # the same bytes: once
+    assert query.rejected_line(found, "z2z") == (
+        "z2z: ignored 3 value(s) that are not valid z2z records of network z2z "
+        "(leader-record/bad-record 2, not-json 1)"
+    )
