@@ -252,12 +252,16 @@ class Leadership:
 
     def _heartbeat_in(self, data: bytes, sender: str) -> None:
         try:
-            info = decode_heartbeat(data, self.control.codec)
+            info, bye = decode_heartbeat(data, self.control.codec)
         except WireError as exc:
             log.debug("ignoring a heartbeat from %s: %s", sender, exc)
             self.control.count_reject("bad-heartbeat" if exc.reason != "bad-auth" else "bad-announcement")
             return
-        self.handle(PeerAnnounced(info))
+        if bye:
+            if info.network == self.settings.network:
+                self.handle(PeerGoodbye(info.node, info.incarnation))
+        else:
+            self.handle(PeerAnnounced(info))
 
     def peer_up(self, service: Service) -> None:
         try:
@@ -318,6 +322,8 @@ class Leadership:
                 ctl.submit_link_op(
                     (GATEWAY_TYPE, self.instance), lambda: ctl.link.withdraw(GATEWAY_TYPE, self.instance)
                 )
+                if action.info is not None:
+                    self._beat(action.info, action.to, bye=True)
             elif isinstance(action, BecomeLeader):
                 log.info("leading the island of site %s", self.settings.site)
                 ctl.set_bridging(True)
@@ -331,10 +337,10 @@ class Leadership:
             else:  # StartDht, Bootstrap, JoinStructure, StopDht, BridgeVia: in order
                 self._ops.put_nowait(action)
 
-    def _beat(self, info: Announcement, to: tuple[str, ...]) -> None:
+    def _beat(self, info: Announcement, to: tuple[str, ...], *, bye: bool = False) -> None:
         if self.heartbeat is None or not to:
             return
-        data = encode_heartbeat(info, self.control.codec)
+        data = encode_heartbeat(info, self.control.codec, bye=bye)
         for contact in to:
             self.heartbeat.send(data, contact)
 

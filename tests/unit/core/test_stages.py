@@ -108,6 +108,7 @@ class Link:
                 ev, to = PeerAnnounced(act.info), act.to
             elif isinstance(act, Goodbye):
                 ev = PeerGoodbye(src, self.m[src].settings.incarnation)
+                to = None if not self.multicast_lost else act.to
             else:
                 continue
             if to is None and self.multicast_lost:
@@ -755,8 +756,9 @@ def test_heartbeat_wire_round_trip_and_authentication() -> None:
 
     info = replace(ANN, heartbeat="10.0.0.1:5000")
     public, private = Codec("z2z"), Codec("z2z", b"k" * 32)
-    assert decode_heartbeat(encode_heartbeat(info, public), public) == info
-    assert decode_heartbeat(encode_heartbeat(info, private), private) == info
+    assert decode_heartbeat(encode_heartbeat(info, public), public) == (info, False)
+    assert decode_heartbeat(encode_heartbeat(info, private), private) == (info, False)
+    assert decode_heartbeat(encode_heartbeat(info, private, bye=True), private) == (info, True)
     sealed = encode_heartbeat(info, private)
     assert len(sealed) < 400
     with pytest.raises(WireError) as exc:
@@ -774,3 +776,16 @@ def test_heartbeat_wire_round_trip_and_authentication() -> None:
     assert "hb" not in to_txt(ANN)  # older gateways' TXT is unchanged
     with pytest.raises(WireError):
         from_txt({**to_txt(info), "hb": "nonsense"})
+
+
+def test_a_clean_exit_hands_over_by_unicast_goodbye_too() -> None:
+    link = Link(hgw(1), hgw(2), hgw(3))
+    link.start()
+    link.run(5)
+    link.multicast_lost = True  # the mDNS goodbye is lost: the unicast one still arrives
+    t0 = link.now
+    [bye] = of(link.feed(nid(3), Stopping()), Goodbye)
+    assert bye.info is not None and bye.info.state is State.LEADER  # who left, as it was
+    assert sorted(bye.to) == sorted(link.m[nid(i)].settings.heartbeat for i in (1, 2))
+    assert link.became_leader(since=t0) == [(nid(2), t0)]
+    assert nid(3) not in link.m[nid(1)].island.lost  # left on purpose: not probed

@@ -36,7 +36,14 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class Goodbye:
-    """Withdraw our `_z2z._udp` service (mDNS goodbye): peers take over at once."""
+    """Withdraw our `_z2z._udp` service (mDNS goodbye): peers take over at once.
+
+    With heartbeats, also send `info` as a goodbye datagram to `to`: the same
+    hand-over if the multicast goodbye is lost or the mDNS stack is slow with it.
+    """
+
+    info: Announcement | None = None
+    to: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -426,7 +426,10 @@ class StageMachine:
 
     def _do_stop(self, ev: object, now: float) -> list[Action]:
         actions = self._resign("stopping") if self.previous.leading else []
-        return [*actions, Goodbye()]
+        if not self.settings.heartbeat:
+            return [*actions, Goodbye()]
+        info = replace(self._info(now), state=self.previous)  # who leaves (STOPPED is no wire state)
+        return [*actions, Goodbye(info, self.island.heartbeat_targets())]
 
     # -- helpers ---------------------------------------------------------------
 

@@ -324,18 +324,20 @@ def check_txt(txt: Mapping[str, str | bytes], codec: Codec) -> None:
         raise WireError("bad or missing auth (another network secret, or none)", "bad-auth")
 
 
-def encode_heartbeat(a: Announcement, codec: Codec) -> bytes:
+def encode_heartbeat(a: Announcement, codec: Codec, *, bye: bool = False) -> bytes:
     """A heartbeat datagram: the announcement's TXT pairs (with ``auth`` when private) as JSON.
 
     The same pairs and the same HMAC as the multicast TXT, so a heartbeat is
     exactly as trustworthy as an announcement and is checked by the same code;
     the (inc, seq) replay guard of the island drops replays.
     """
-    return json.dumps(sign_txt(to_txt(a), codec), separators=(",", ":")).encode()
+    pairs = {**to_txt(a), "bye": "1"} if bye else to_txt(a)
+    return json.dumps(sign_txt(pairs, codec), separators=(",", ":")).encode()
 
 
-def decode_heartbeat(data: bytes, codec: Codec) -> Announcement:
-    """Parse a heartbeat datagram strictly (≤ 1 KiB JSON object of strings); raises `WireError`."""
+def decode_heartbeat(data: bytes, codec: Codec) -> tuple[Announcement, bool]:
+    """(announcement, is a goodbye) of a heartbeat datagram, parsed strictly (≤ 1 KiB JSON
+    object of strings); raises `WireError`."""
     if len(data) > MAX_HEARTBEAT_BYTES:
         raise WireError("heartbeat too large")
     try:
@@ -345,7 +347,10 @@ def decode_heartbeat(data: bytes, codec: Codec) -> Announcement:
     if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
         raise WireError("not an object of strings")
     check_txt(body, codec)
-    return from_txt(body)
+    bye = body.get("bye")
+    if bye not in (None, "1"):
+        raise WireError("bad bye")
+    return from_txt(body), bye == "1"
 
 
 def seal_record(r: LeaderRecord, codec: Codec) -> bytes:
