@@ -143,7 +143,7 @@ def run_quiet(a: argparse.Namespace) -> tuple[str, Any]:
 def run_idle(a: argparse.Namespace) -> tuple[str, Any]:
     from bench import idle
 
-    out = idle.run(seconds=a.idle_seconds)
+    out = idle.run(seconds=a.idle_seconds, baseline=a.idle_baseline)
     return idle.table(out), out
 
 
@@ -177,7 +177,13 @@ RUNNERS: dict[
         run_quiet,
         lambda a: f"python -m bench.quiet --settle {a.quiet_settle:g} --window {a.quiet_window:g}",
     ),
-    "idle": (run_idle, lambda a: f"python -m bench.idle --seconds {a.idle_seconds:g}"),
+    "idle": (
+        run_idle,
+        lambda a: (
+            f"python -m bench.idle --seconds {a.idle_seconds:g}"
+            + (f" --baseline {a.idle_baseline}" if a.idle_baseline else "")
+        ),
+    ),
     "soak": (run_soak, lambda a: f"python -m bench.soak --seconds {a.soak_seconds:g}"),
 }
 
@@ -210,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quiet-settle", type=float, default=30.0, help="quiet: seconds after the election")
     p.add_argument("--quiet-window", type=float, default=120.0, help="quiet: counted seconds (short: 30)")
     p.add_argument("--idle-seconds", type=float, default=300.0, help="idle: CPU window (short: 60)")
+    p.add_argument("--idle-baseline", metavar="DIR", help="idle: also run this checkout's z2z beside")
     p.add_argument("--dns-trials", type=int, default=5)
     p.add_argument("--dns-duration", type=float, default=3.0, help="seconds per dnsperf trial")
     p.add_argument("--freshness-trials", type=int, default=10, help="DNS freshness trials (default 10)")
