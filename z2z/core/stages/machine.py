@@ -124,7 +124,7 @@ class StageMachine:
         self._introduced: set[str] = set()
         self._next_announce = self._next_register = self._next_poll = self._next_rejoin = INF
         self._next_probe = -INF  # due at once when a peer is first lost
-        self._published: Announcement | None = None  # what the link shows now (seq 0)
+        self._published: Announcement | None = None  # what the link shows now (`_facts`)
         self._poll_gap = settings.registry_poll
         self._last_answer = -INF
         self._new_peer = False
@@ -482,7 +482,7 @@ class StageMachine:
     def _announce(self, now: float) -> Announce:
         """Multicast what we are now (a change, or legacy liveness) and tell the island at once."""
         info = self._info(now)
-        self._published = replace(info, seq=0)
+        self._published = _facts(info)
         return Announce(info, self.island.heartbeat_targets() if self.settings.heartbeat else ())
 
     def _liveness(self, now: float) -> Announce | Heartbeat:
@@ -494,8 +494,8 @@ class StageMachine:
         if self._legacy():
             return self._announce(now)
         info = self._info(now)
-        if replace(info, seq=0) != self._published:
-            self._published = replace(info, seq=0)
+        if _facts(info) != self._published:
+            self._published = _facts(info)
             return Announce(info, self.island.heartbeat_targets())
         return Heartbeat(info, self.island.heartbeat_targets())
 
@@ -566,6 +566,12 @@ class StageMachine:
             if contacts:
                 out.append(Bootstrap(contacts))
         return out
+
+
+def _facts(info: Announcement) -> Announcement:
+    """What a multicast announcement is re-sent for: all but `seq` and the informational `size`
+    (which moves with every leader record in a big structure; heartbeats carry it)."""
+    return replace(info, seq=0, size=0)
 
 
 _LEARN: dict[type, Callable[[StageMachine, Any, float], bool]] = {
