@@ -207,7 +207,8 @@ async def test_island_members_keep_alive_by_unicast_heartbeats_not_by_publishing
     # a stranger's datagram is counted and changes nothing
     a._heartbeat_in(b'{"v":"1","net":"z2z"}', "127.0.0.1:9")
     assert ctl_a.rejects == ["bad-announcement"]
-    await b.stop()  # b crashes as far as a can tell (the memory link carries no goodbye)
+    await b.stop()  # the memory link carries no mDNS goodbye: the unicast goodbye datagram does
     await until(lambda: a.status()["state"] != "follower", timeout=3)
+    assert "b" * 16 not in a.machine.island.lost  # a goodbye, not an expiry (which a would probe)
     await a.stop()
     scheduler.shutdown(wait=False)
