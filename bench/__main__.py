@@ -19,6 +19,9 @@ Benchmarks:
   islands (simulated time).
 * ``formation``, ``failover`` — `bench.formation`, `bench.failover`: the stages with
   real processes (root).
+* ``quiet``    — `bench.quiet`: an island's mDNS multicast and heartbeat bytes at
+  idle, 1, 3 and 10 gateways on a link, and the old election beside them (root).
+* ``idle``     — `bench.idle`: CPU of a gateway with nothing to bridge, from /proc (root).
 * ``soak``     — `bench.soak`: minutes of a hostile link and a lying rendezvous,
   memory sampled (root).
 
@@ -44,7 +47,18 @@ from typing import Any
 from bench.common import REPO, environment
 
 DOC = REPO / "docs" / "performance.md"
-NAMES = ("latency", "memory", "dns", "freshness", "simulate", "formation", "failover", "soak")
+NAMES = (
+    "latency",
+    "memory",
+    "dns",
+    "freshness",
+    "simulate",
+    "formation",
+    "failover",
+    "quiet",
+    "idle",
+    "soak",
+)
 SIM_GATEWAYS, SIM_ISLANDS = 10_000, 1_000
 
 
@@ -119,6 +133,20 @@ def run_failover(a: argparse.Namespace) -> tuple[str, Any]:
     return failover.table(out), out
 
 
+def run_quiet(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import quiet
+
+    out = quiet.run(settle=a.quiet_settle, window=a.quiet_window)
+    return quiet.table(out), out
+
+
+def run_idle(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import idle
+
+    out = idle.run(seconds=a.idle_seconds, baseline=a.idle_baseline)
+    return idle.table(out), out
+
+
 def run_soak(a: argparse.Namespace) -> tuple[str, Any]:
     from bench import soak
 
@@ -145,6 +173,17 @@ RUNNERS: dict[
         lambda a: f"python -m bench.formation --islands 20 --per-island 3 --trials {a.formation_trials}",
     ),
     "failover": (run_failover, lambda a: f"python -m bench.failover --trials {a.failover_trials}"),
+    "quiet": (
+        run_quiet,
+        lambda a: f"python -m bench.quiet --settle {a.quiet_settle:g} --window {a.quiet_window:g}",
+    ),
+    "idle": (
+        run_idle,
+        lambda a: (
+            f"python -m bench.idle --seconds {a.idle_seconds:g}"
+            + (f" --baseline {a.idle_baseline}" if a.idle_baseline else "")
+        ),
+    ),
     "soak": (run_soak, lambda a: f"python -m bench.soak --seconds {a.soak_seconds:g}"),
 }
 
@@ -174,6 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--formation-trials", type=int, default=3, help="cold starts of 60 gateways (default 3)")
     p.add_argument("--failover-trials", type=int, default=10, help="leader kills and stops each (default 10)")
     p.add_argument("--soak-seconds", type=float, default=300.0, help="length of the soak (default 300)")
+    p.add_argument("--quiet-settle", type=float, default=30.0, help="quiet: seconds after the election")
+    p.add_argument("--quiet-window", type=float, default=120.0, help="quiet: counted seconds (short: 30)")
+    p.add_argument("--idle-seconds", type=float, default=300.0, help="idle: CPU window (short: 60)")
+    p.add_argument("--idle-baseline", metavar="DIR", help="idle: also run this checkout's z2z beside")
     p.add_argument("--dns-trials", type=int, default=5)
     p.add_argument("--dns-duration", type=float, default=3.0, help="seconds per dnsperf trial")
     p.add_argument("--freshness-trials", type=int, default=10, help="DNS freshness trials (default 10)")

@@ -39,7 +39,10 @@ async def main(args: argparse.Namespace) -> int:
                 "public": True,  # as before private networks became the default
             }
         )
-        gateways.append(Gateway(build({}, flags), ZeroconfLink([address]), open_rendezvous(args.rendezvous)))
+        gw = Gateway(build({}, flags), ZeroconfLink([address]), open_rendezvous(args.rendezvous))
+        if args.legacy_election and gw.leadership is not None:
+            gw.leadership.heartbeat_port = None  # as before heartbeats: multicast every second
+        gateways.append(gw)
     await asyncio.gather(*(gw.start() for gw in gateways))
     print("all started", flush=True)
     stop = asyncio.Event()
@@ -57,6 +60,9 @@ if __name__ == "__main__":
     p.add_argument("--rendezvous", required=True)
     p.add_argument("--type", action="append", required=True)
     p.add_argument("--state-root", required=True)
+    p.add_argument(
+        "--legacy-election", action="store_true", help="no heartbeat socket: announce every second (old)"
+    )
     p.add_argument("addresses", nargs="+")
     level = os.environ.get("Z2Z_BENCH_LOG", "WARNING")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -11,6 +11,12 @@ JSON line per record in every packet (questions, answers, authority, additional)
     {"event": "rr", "t": ..., "src": "10.77.2.1", "section": "an", "rtype": "PTR",
      "name": ["_ipp", "_tcp", "local"], "target": ["Room 2.14 Printer", "_ipp", "_tcp", "local"]}
 
+With ``--packets``, also one line per packet (before its records), for counting
+what a link carries:
+
+    {"event": "packet", "t": ..., "src": "10.77.1.2", "bytes": 312,
+     "names": ["_z2z._udp.local", "z2z-…._z2z._udp.local", ...]}
+
 Labels are decoded as UTF-8 (undecodable bytes as \\xNN escapes), so one label
 with a dot inside stays one list item.  ``target`` is the name inside PTR and
 SRV rdata; SRV also has ``port``.
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--interface", default="lan0")
     p.add_argument("--source", action="append", default=[], help="only packets from this address")
+    p.add_argument("--packets", action="store_true", help="one 'packet' line per packet too (size, names)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
@@ -78,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             emit("unreadable", src=src, error=str(exc), hex=data.hex())
             continue
+        if args.packets:
+            names = {str(q.qname) for q in msg.questions}
+            for rr in (*msg.rr, *msg.auth, *msg.ar):
+                names.add(str(rr.rname))
+                if isinstance(rr.rdata, PTR):
+                    names.add(str(rr.rdata.label))
+            emit("packet", src=src, bytes=len(data), names=sorted(names))
         for q in msg.questions:
             emit("rr", src=src, section="qd", rtype=rtype_name(q.qtype), name=labels(q.qname))
         for section, rrs in (("an", msg.rr), ("ns", msg.auth), ("ar", msg.ar)):

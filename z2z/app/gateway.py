@@ -31,7 +31,7 @@ from z2z.app.config import GatewayConfig, reload_diff
 from z2z.app.dnsfront import dns_services, make_dns_server
 from z2z.app.executors import stoppable_job
 from z2z.app.leadership import LeadersDht, Leadership
-from z2z.app.status import GatewayStatus, LeaderStatus, ServiceStatus, write_status_file
+from z2z.app.status import GatewayStatus, LeaderStatus, ServiceStatus, StatusFile
 from z2z.app.systemd import ServiceNotifier
 from z2z.app.web import HttpServer, serve_fronts
 from z2z.core.bridge import Bridge, BridgeSettings
@@ -123,6 +123,7 @@ class Gateway:
                 trouble_logged=trouble_logged,
             )
         self._scheduler: AsyncIOScheduler | None = None
+        self._status_file: StatusFile | None = None
         self.dns: DnsSdServer | None = None
         self._zone_dirty = False
         self.started = asyncio.Event()
@@ -204,9 +205,10 @@ class Gateway:
         async def save_state() -> None:
             self._save_state()
 
-        async def report() -> None:
-            self._write_status()
-            self.notify_systemd()
+        async def report() -> None:  # one snapshot a second; status.json is rewritten on change
+            status = self.status()
+            self._write_status(status=status)
+            self.notifier.update(*status.systemd_summary())
 
         for job, every in ((tick, 1.0), (save_state, 10.0), (report, 1.0)):
             scheduler.add_job(job, "interval", seconds=every, coalesce=True, max_instances=1, id=job.__name__)
@@ -388,9 +390,11 @@ class Gateway:
             flap_holds=bridge.stats.damped,
         )
 
-    def _write_status(self, stopped: bool = False) -> None:
+    def _write_status(self, stopped: bool = False, status: GatewayStatus | None = None) -> None:
+        if self._status_file is None or self._status_file.state_dir != self.config.state_dir:
+            self._status_file = StatusFile(self.config.state_dir)
         try:
-            write_status_file(self.config.state_dir, self.status(), stopped=stopped)
+            self._status_file.write(status or self.status(), stopped=stopped)
         except OSError as exc:
             log.debug("cannot write status: %s", exc)
 

@@ -14,13 +14,16 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import secrets
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from z2z.adapters.island import HeartbeatSocket
 from z2z.adapters.link.base import LinkBackend
 from z2z.adapters.rendezvous import RendezvousError, parse_bootstrap
 from z2z.adapters.rendezvous.base import Rendezvous
@@ -37,6 +40,7 @@ from z2z.core.stages import (
     BridgeVia,
     DhtStatus,
     Goodbye,
+    Heartbeat,
     JoinStructure,
     LeaderRecord,
     LeadersRead,
@@ -59,13 +63,22 @@ from z2z.core.stages import (
     instance_name,
     to_txt,
 )
-from z2z.core.wire.gateways import GATEWAY_TYPE, check_txt, open_record, seal_record, sign_txt
+from z2z.core.wire.gateways import (
+    GATEWAY_TYPE,
+    Announcement,
+    check_txt,
+    decode_heartbeat,
+    encode_heartbeat,
+    open_record,
+    seal_record,
+    sign_txt,
+)
 
 log = logging.getLogger(__name__)
 
 # Why a leader record failed to open (z2z.core.security), counted as leader-<reason>.
 SEAL_REASONS = frozenset({"sealed", "not-sealed", "bad-seal", "bad-signature", "too-large"})
-TICK_MAX = 0.25  # feed a Tick at least this often
+TICK_MAX = 5.0  # feed a Tick at least this often (events wake the ticker too; this is a safety net)
 DHT_STATUS_EVERY = 2.0
 RENDEZVOUS_PROBE_EVERY = 3.0
 
@@ -138,6 +151,7 @@ class Leadership:
         address: str,
         clock: Callable[[], float],
         trouble_logged: bool = False,
+        heartbeat_port: int | None = 0,
     ) -> None:
         self.control = control
         self.rendezvous = rendezvous  # the outside rendezvous: the leaders registry lives there
@@ -152,6 +166,10 @@ class Leadership:
         self._tasks = TaskSet("leadership")
         self._jobs: list[str] = []
         self._scheduler: AsyncIOScheduler | None = None
+        self._wake = asyncio.Event()  # something happened: the next deadline may have moved
+        # None: no heartbeat socket (announce by multicast every interval, as older versions do)
+        self.heartbeat_port = heartbeat_port
+        self.heartbeat: HeartbeatSocket | None = None
         # Health of the leaders registry on the outside rendezvous (None: not known yet).
         self.registry_health = StoreHealth(self._registry_changed, up=None)
 
@@ -172,6 +190,7 @@ class Leadership:
         the machine's next deadline (at most `TICK_MAX`), which a fixed interval
         cannot express.
         """
+        await self._open_heartbeat()
         self._tasks.spawn(self._ticker(), name="stage-ticker")
         self._tasks.spawn(self._dht_worker(), name="leaders-dht")
         self._scheduler = scheduler
@@ -195,9 +214,30 @@ class Leadership:
                     self._scheduler.remove_job(job)
         self._jobs = []
         await self._tasks.close()
+        if self.heartbeat is not None:
+            await self.heartbeat.close()
         if self.dht is not None:
             await self.dht.close()
             self.dht = None
+
+    async def _open_heartbeat(self) -> None:
+        """Bind the heartbeat socket and tell the machine its address (before `Started`)."""
+        if self.heartbeat_port is None:
+            return
+        sock = HeartbeatSocket(self._heartbeat_in)
+        try:
+            contact = await sock.open(self.address, self.heartbeat_port)
+        except OSError as exc:
+            log.warning(
+                "no heartbeat socket on %s port %d (%s): announcing on the link every second instead",
+                self.address,
+                self.heartbeat_port,
+                exc,
+            )
+            return
+        self.heartbeat = sock
+        self.machine = StageMachine(replace(self.machine.settings, heartbeat=contact))
+        log.debug("island heartbeats on %s", contact)
 
     # -- events in -------------------------------------------------------------
 
@@ -208,6 +248,20 @@ class Leadership:
             log.info("stage %d: %s (was %s)", self.machine.state.stage, self.machine.state.value, state.value)
         if self.machine.leader() != leader and self.machine.leader() not in ("", self.settings.node):
             log.info("island leader is now %s", self.machine.leader())
+        self._wake.set()
+
+    def _heartbeat_in(self, data: bytes, sender: str) -> None:
+        try:
+            info, bye = decode_heartbeat(data, self.control.codec)
+        except WireError as exc:
+            log.debug("ignoring a heartbeat from %s: %s", sender, exc)
+            self.control.count_reject("bad-heartbeat" if exc.reason != "bad-auth" else "bad-announcement")
+            return
+        if bye:
+            if info.network == self.settings.network:
+                self.handle(PeerGoodbye(info.node, info.incarnation))
+        else:
+            self.handle(PeerAnnounced(info))
 
     def peer_up(self, service: Service) -> None:
         try:
@@ -227,8 +281,21 @@ class Leadership:
             self.handle(PeerGoodbye(*parsed))
 
     async def _ticker(self) -> None:
+        """Tick at the machine's next deadline; any event wakes it to look again.
+
+        No fixed polling: a gateway with nothing due sleeps (up to `TICK_MAX`),
+        which is what keeps an idle gateway's CPU near zero.
+        """
         while True:
-            await asyncio.sleep(min(TICK_MAX, max(0.0, self.machine.next_deadline() - self.clock())))
+            self._wake.clear()
+            delay = self.machine.next_deadline() - self.clock()
+            if delay > 0:
+                try:
+                    async with asyncio.timeout(min(TICK_MAX, delay) if math.isfinite(delay) else TICK_MAX):
+                        await self._wake.wait()
+                    continue  # an event came first: its deadline may be earlier
+                except TimeoutError:
+                    pass
             self.handle(TICK)
 
     # -- actions out -----------------------------------------------------------
@@ -248,10 +315,15 @@ class Leadership:
                     (self.address,),
                 )
                 ctl.submit_link_op((GATEWAY_TYPE, self.instance), functools.partial(self._publish, svc))
+                self._beat(action.info, action.to)
+            elif isinstance(action, Heartbeat):
+                self._beat(action.info, action.to)
             elif isinstance(action, Goodbye):
                 ctl.submit_link_op(
                     (GATEWAY_TYPE, self.instance), lambda: ctl.link.withdraw(GATEWAY_TYPE, self.instance)
                 )
+                if action.info is not None:
+                    self._beat(action.info, action.to, bye=True)
             elif isinstance(action, BecomeLeader):
                 log.info("leading the island of site %s", self.settings.site)
                 ctl.set_bridging(True)
@@ -264,6 +336,13 @@ class Leadership:
                 self._tasks.spawn(self._read_leaders(action.store), name="read-leaders")
             else:  # StartDht, Bootstrap, JoinStructure, StopDht, BridgeVia: in order
                 self._ops.put_nowait(action)
+
+    def _beat(self, info: Announcement, to: tuple[str, ...], *, bye: bool = False) -> None:
+        if self.heartbeat is None or not to:
+            return
+        data = encode_heartbeat(info, self.control.codec, bye=bye)
+        for contact in to:
+            self.heartbeat.send(data, contact)
 
     async def _publish(self, svc: Service) -> None:
         await self.control.link.publish(svc)

@@ -63,8 +63,12 @@ def save(state_dir: str | os.PathLike[str], state: GatewayState) -> None:
     write_json(state_dir, _FILE, {"node": state.node, "last_seq": state.last_seq})
 
 
-def write_json(state_dir: str | os.PathLike[str], name: str, doc: object) -> None:
-    """Write `doc` as JSON to <state_dir>/<name>: temp file, fsync, rename."""
+def write_json(state_dir: str | os.PathLike[str], name: str, doc: object, *, durable: bool = True) -> None:
+    """Write `doc` as JSON to <state_dir>/<name>: temp file, fsync, rename.
+
+    `durable` False skips the fsync (readers still never see a half-written file):
+    for snapshots a power cut may lose, which then need not wear an SD card.
+    """
     path = Path(state_dir)
     data = json.dumps(doc, indent=1).encode()
     try:
@@ -73,7 +77,8 @@ def write_json(state_dir: str | os.PathLike[str], name: str, doc: object) -> Non
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    os.fsync(fh.fileno())
             os.replace(tmp, path / name)
         except BaseException:
             os.unlink(tmp)

@@ -107,6 +107,35 @@ class GatewayStatus:
 
 def write_status_file(state_dir: str, status: GatewayStatus, *, stopped: bool = False) -> None:
     """Publish `status` as <state-dir>/status.json for `z2z status` (atomic write)."""
-    doc = status.as_json()
-    doc["stopped"] = stopped
-    state_store.write_json(state_dir, STATUS_FILE, doc)
+    StatusFile(state_dir).write(status, stopped=stopped)
+
+
+class StatusFile:
+    """<state-dir>/status.json, rewritten only when something in it changed.
+
+    The runtime offers a snapshot every second; an idle gateway's snapshot only
+    differs in its `time`, so it is written when anything else changed, or
+    `REFRESH` seconds after the last write (`time` says how recent it is;
+    `z2z status` tells a running gateway by its pid).  No fsync: it is a
+    snapshot, rewritten soon anyway, and on a Pi every fsync wears the SD card.
+    """
+
+    REFRESH = 60.0
+
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
+        self._last: dict[str, Any] | None = None
+        self._written_at = float("-inf")
+        self.writes = 0
+
+    def write(self, status: GatewayStatus, *, stopped: bool = False) -> bool:
+        """Write `status` if it changed (or is due); True if written."""
+        doc = status.as_json()
+        doc["stopped"] = stopped
+        same = {**doc, "time": None}
+        if same == self._last and status.time - self._written_at < self.REFRESH:
+            return False
+        state_store.write_json(self.state_dir, STATUS_FILE, doc, durable=False)
+        self._last, self._written_at = same, status.time
+        self.writes += 1
+        return True

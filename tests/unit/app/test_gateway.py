@@ -4,6 +4,7 @@ tests/e2e/test_bridging_e2e.py on the namespace testbed with dhtnode and real mD
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,25 @@ async def test_full_gets_never_overlap_and_a_request_while_busy_is_not_lost(pair
     await first
     assert gets == ["start", "start", "start"]  # rounds one after another, none lost, none extra
     await b.stop()
+
+
+def test_status_file_is_rewritten_on_change_only(tmp_path: Path) -> None:
+    """An idle gateway's snapshot differs only in `time`: no write (and no fsync) every second."""
+    from dataclasses import replace as _replace
+
+    from z2z.app.status import STATUS_FILE, GatewayStatus, StatusFile
+
+    base = GatewayStatus(
+        site="a", network="z2z", node="0" * 16, pid=1, time=1000.0, bridging=False, bridging_via="rendezvous",
+        rendezvous=None, rendezvous_ok=True, rendezvous_failing=[], rendezvous_failures={}, exported=[],
+        imported=[], rejected={}, flapping=[], private=False, site_key=None, filtered={}, types={},
+        services=[], stages=None, leaders=[],
+    )  # fmt: skip
+    sf = StatusFile(str(tmp_path))
+    assert sf.write(base)
+    assert not any(sf.write(_replace(base, time=1000.0 + s)) for s in range(1, 59))
+    assert sf.write(_replace(base, time=1059.0, bridging=True))  # a change: at once
+    assert json.loads((tmp_path / STATUS_FILE).read_text())["bridging"] is True
+    assert sf.write(_replace(base, time=1119.5, bridging=True))  # unchanged, but REFRESH passed
+    assert sf.write(_replace(base, time=1119.6, bridging=True), stopped=True)
+    assert sf.writes == 4

@@ -168,3 +168,47 @@ async def test_a_forged_announcement_is_counted_not_obeyed() -> None:
     assert control.rejects == ["bad-announcement"]
     await lead.stop()
     scheduler.shutdown(wait=False)
+
+
+async def test_island_members_keep_alive_by_unicast_heartbeats_not_by_publishing() -> None:
+    """Two gateways over real UDP sockets on loopback; mDNS is played by hand, once."""
+    outside, leaders_dht, nodes = MemoryDht(), MemoryDht(), []
+    a, ctl_a, _ = leadership("campus-a", "a" * 16, outside, leaders_dht, nodes)
+    b, ctl_b, _ = leadership("campus-a", "b" * 16, outside, leaders_dht, nodes)
+    for lead, ctl in ((a, ctl_a), (b, ctl_b)):
+        lead.address = "127.0.0.1"
+        ctl.codec = Codec("z2z", b"s" * 32)  # a private network: heartbeats carry the network's HMAC
+    publishes = {"a": 0, "b": 0}
+    for name, ctl in (("a", ctl_a), ("b", ctl_b)):
+        original = ctl.link.publish
+
+        async def counting(svc: Any, original: Any = original, name: str = name) -> str:
+            publishes[name] += 1
+            return await original(svc)
+
+        ctl.link.publish = counting  # type: ignore[method-assign]
+    scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+    scheduler.start()
+    await a.start(scheduler)
+    await b.start(scheduler)
+    assert a.heartbeat is not None and b.heartbeat is not None
+    assert a.settings.heartbeat.startswith("127.0.0.1:")
+    await until(lambda: ctl_a.bridging == [True] and ctl_b.bridging == [True], timeout=3)  # apart
+    [svc_a] = [s for (t, _), s in ctl_a.link.published.items() if t == GATEWAY_TYPE]
+    assert b"hb=" + a.settings.heartbeat.encode() in svc_a.txt
+    b.peer_up(svc_a)  # b's browser heard a's announcement once; heartbeats do the rest
+    await until(lambda: b.machine.island.peers and a.machine.island.peers, timeout=3)
+    await until(lambda: a.status()["leader"] == b.status()["leader"] == "b" * 16, timeout=3)
+    before = dict(publishes)
+    await asyncio.sleep(1.5)  # 15 heartbeat intervals (FAST: 0.1 s) without any publish
+    assert publishes == before
+    assert "a" * 16 in b.machine.island.peers and "b" * 16 in a.machine.island.peers
+    assert a.heartbeat.received >= 10 and b.heartbeat.received >= 10
+    # a stranger's datagram is counted and changes nothing
+    a._heartbeat_in(b'{"v":"1","net":"z2z"}', "127.0.0.1:9")
+    assert ctl_a.rejects == ["bad-announcement"]
+    await b.stop()  # the memory link carries no mDNS goodbye: the unicast goodbye datagram does
+    await until(lambda: a.status()["state"] != "follower", timeout=3)
+    assert "b" * 16 not in a.machine.island.lost  # a goodbye, not an expiry (which a would probe)
+    await a.stop()
+    scheduler.shutdown(wait=False)

@@ -20,6 +20,7 @@ from z2z.core.stages import (
     BridgeVia,
     DhtStatus,
     Goodbye,
+    Heartbeat,
     JoinStructure,
     LeaderRecord,
     LeadersRead,
@@ -79,6 +80,7 @@ class Link:
         self.log: list[tuple[str, object, float]] = []  # (node, action, time), every action
         self.group: dict[str, int] = {}  # partition: node → group (default 0)
         self.down: set[str] = set()  # crashed: neither sends nor receives
+        self.multicast_lost = False  # every multicast packet is lost (heartbeats still arrive)
 
     def add(self, m: StageMachine) -> StageMachine:
         self.m[m.settings.node] = m
@@ -98,13 +100,22 @@ class Link:
         while queue:
             src, act = queue.pop(0)
             self.log.append((src, act, self.now))
+            to: tuple[str, ...] | None = None  # None: multicast to the whole link
             if isinstance(act, Announce):
                 ev: object = PeerAnnounced(act.info)
+                to = None if not self.multicast_lost else act.to
+            elif isinstance(act, Heartbeat):
+                ev, to = PeerAnnounced(act.info), act.to
             elif isinstance(act, Goodbye):
                 ev = PeerGoodbye(src, self.m[src].settings.incarnation)
+                to = None if not self.multicast_lost else act.to
             else:
                 continue
+            if to is None and self.multicast_lost:
+                continue
             for n, m in self.m.items():
+                if to is not None and m.settings.heartbeat not in to:
+                    continue
                 if n != src and n not in self.down and self.group.get(n, 0) == self.group.get(src, 0):
                     queue += [(n, a) for a in m.handle(ev, self.now)]
 
@@ -627,3 +638,154 @@ def test_simulator_small_world() -> None:
     assert r["failover"]["single_structure_again_s"] is not None
     merge = run(Model(gateways=300, islands=30, merge=True))["merge"]
     assert merge["structures_before"] == 2 and merge["single_structure_after_meet_s"] < 10
+
+
+# -- a quiet link: heartbeats by unicast, multicast only on change ---------------------
+
+
+def hgw(i: int, rank: int = 0, **kw: Any) -> StageMachine:
+    """A gateway with a heartbeat socket (the current version)."""
+    return gw(i, rank, heartbeat=f"10.0.{i // 256}.{i % 256}:5{i:03d}", **kw)
+
+
+def multicasts(link: Link, since: float) -> list[tuple[str, float]]:
+    return [(n, t) for n, a, t in link.log if isinstance(a, Announce | Goodbye) and t >= since]
+
+
+def test_no_periodic_multicast_after_the_election() -> None:
+    link = Link(*(hgw(i) for i in range(1, 11)))
+    link.start()
+    link.run(5)
+    assert link.leaders() == [nid(10)]
+    t0 = link.now
+    link.run(60)
+    assert multicasts(link, t0) == []  # nothing changed: the link only hears the stack's own upkeep
+    beats = [(n, a) for n, a, t in link.log if isinstance(a, Heartbeat) and t >= t0]
+    per_node = {n: sum(1 for m, _ in beats if m == n) for n in link.m}
+    assert all(55 <= c <= 61 for c in per_node.values()), per_node  # one round a second
+    assert all(len(a.to) == 9 for _, a in beats)  # to every other member, by unicast
+    assert link.leaders() == [nid(10)]
+
+
+def test_a_lone_gateway_sends_nothing_at_all() -> None:
+    link = Link(hgw(1))
+    link.start()
+    link.run(3)
+    t0 = link.now
+    link.run(60)
+    assert [a for _, a, t in link.log if t >= t0] == []
+    assert link.m[nid(1)].next_deadline() == float("inf")
+
+
+def test_changes_are_multicast_once_and_heartbeat_at_once() -> None:
+    link = Link(hgw(1), hgw(2), hgw(3))
+    link.start()
+    link.run(5)
+    t0 = link.now
+    acts = link.feed(nid(3), Stopping())  # a clean exit: goodbye, the next claims on it
+    assert of(acts, Goodbye)
+    [(who, _)] = link.became_leader(since=t0)
+    claim = [a for n, a, t in link.log if n == who and t >= t0 and isinstance(a, Announce)]
+    assert len(claim) == 1 and claim[0].info.state.leading  # one multicast of the change …
+    assert claim[0].to == (link.m[nid(1)].settings.heartbeat,)  # … and a heartbeat to the island
+    link.run(30)
+    assert multicasts(link, t0 + 2) == []
+
+
+def test_heartbeats_alone_keep_the_island_alive() -> None:
+    link = Link(hgw(1), hgw(2), hgw(3))
+    link.start()
+    link.run(5)
+    link.multicast_lost = True  # e.g. a Wi-Fi that drops multicast: unicast still works
+    t0 = link.now
+    link.run(60)
+    assert link.became_leader(since=t0) == [] and link.leaders() == [nid(3)]
+    assert all(len(m.island.peers) == 2 for m in link.m.values())
+
+
+def test_missed_heartbeats_are_a_crash_and_the_next_takes_over() -> None:
+    link = Link(hgw(1), hgw(2), hgw(3))
+    link.start()
+    link.run(5)
+    t0 = link.now
+    link.down.add(nid(3))  # kill -9: no goodbye, its heartbeats stop
+    link.run(6, step=0.01)
+    [(who, when)] = link.became_leader(since=t0)
+    s = link.m[nid(2)].settings
+    assert who == nid(2)
+    assert s.expiry - s.announce_interval - 0.02 <= when - t0 <= s.expiry + 0.02
+    # the claim, and the other follower's new `leader`: each change multicast once
+    assert sorted(n for n, _ in multicasts(link, t0)) == [nid(1), nid(2)]
+
+
+def test_a_healed_partition_is_found_by_probing_lost_peers() -> None:
+    link = Link(*(hgw(i) for i in range(1, 7)))
+    link.start()
+    link.run(5)
+    link.group = {nid(i): 1 for i in (1, 2, 3)}
+    link.run(10)
+    assert link.leaders() == [nid(3), nid(6)]
+    link.group = {}  # healed; nobody multicasts again on its own
+    s = link.m[nid(1)].settings
+    link.run(s.probe_interval + 1)
+    assert link.leaders() == [nid(6)]
+    assert all(len(m.island.peers) == 5 for m in link.m.values())
+
+
+def test_an_older_gateway_on_the_link_brings_back_periodic_multicast() -> None:
+    link = Link(hgw(1), hgw(2), gw(3))  # node 3 predates heartbeats: it multicasts every second
+    link.start()
+    link.run(5)
+    assert link.leaders() == [nid(3)]
+    t0 = link.now
+    link.run(10)
+    per_node = {n: sum(1 for m, _ in multicasts(link, t0) if m == n) for n in link.m}
+    assert all(9 <= c <= 11 for c in per_node.values()), per_node  # as loud as before, not louder
+    assert link.became_leader(since=t0) == []
+    link.feed(nid(3), Stopping())
+    t1 = link.now
+    link.run(3)
+    assert link.leaders() == [nid(2)]
+    link.run(10)
+    assert multicasts(link, t1 + 2) == []  # the old one gone: quiet again
+
+
+def test_heartbeat_wire_round_trip_and_authentication() -> None:
+    from z2z.core.security import Codec
+    from z2z.core.wire.gateways import decode_heartbeat, encode_heartbeat
+
+    info = replace(ANN, heartbeat="10.0.0.1:5000")
+    public, private = Codec("z2z"), Codec("z2z", b"k" * 32)
+    assert decode_heartbeat(encode_heartbeat(info, public), public) == (info, False)
+    assert decode_heartbeat(encode_heartbeat(info, private), private) == (info, False)
+    assert decode_heartbeat(encode_heartbeat(info, private, bye=True), private) == (info, True)
+    sealed = encode_heartbeat(info, private)
+    assert len(sealed) < 400
+    with pytest.raises(WireError) as exc:
+        decode_heartbeat(encode_heartbeat(info, public), private)  # a stranger without the secret
+    assert exc.value.reason == "bad-auth"
+    with pytest.raises(WireError):
+        decode_heartbeat(sealed, Codec("z2z", b"j" * 32))  # another network
+    forged = sealed.replace(b'"leader"', b'"leader"', 1).replace(b"10.0.0.1:5000", b"10.0.0.9:5000")
+    with pytest.raises(WireError):
+        decode_heartbeat(forged, private)
+    for bad in (b"", b"[]", b"{", b'{"v":1}', b"x" * 2000, b'{"v":"1"}', b"[" * 5000):
+        with pytest.raises(WireError):
+            decode_heartbeat(bad, public)
+    assert from_txt(to_txt(info)).heartbeat == "10.0.0.1:5000"
+    assert "hb" not in to_txt(ANN)  # older gateways' TXT is unchanged
+    with pytest.raises(WireError):
+        from_txt({**to_txt(info), "hb": "nonsense"})
+
+
+def test_a_clean_exit_hands_over_by_unicast_goodbye_too() -> None:
+    link = Link(hgw(1), hgw(2), hgw(3))
+    link.start()
+    link.run(5)
+    link.multicast_lost = True  # the mDNS goodbye is lost: the unicast one still arrives
+    t0 = link.now
+    [bye] = of(link.feed(nid(3), Stopping()), Goodbye)
+    assert bye.info is not None and bye.info.state is State.LEADER  # who left, as it was
+    assert sorted(bye.to) == sorted(link.m[nid(i)].settings.heartbeat for i in (1, 2))
+    assert link.became_leader(since=t0) == [(nid(2), t0)]
+    assert nid(3) not in link.m[nid(1)].island.lost  # left on purpose: not probed

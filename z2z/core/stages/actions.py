@@ -14,14 +14,36 @@ from z2z.core.wire.gateways import Announcement, LeaderRecord, Store
 
 @dataclass(frozen=True, slots=True)
 class Announce:
-    """(Re)publish our `_z2z._udp` service on the link with TXT `to_txt(info)`."""
+    """(Re)publish our `_z2z._udp` service on the link with TXT `to_txt(info)`.
+
+    Made only when what we announce changed (or every `announce_interval` while
+    an older gateway that takes no heartbeats is live): the mDNS stack sends its
+    RFC 6762 announcement burst, then the link is quiet.  Also send `info` as a
+    heartbeat to `to` ("host:port" each), so the island learns of the change at once.
+    """
 
     info: Announcement
+    to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Send `info` by unicast UDP to each heartbeat address in `to` (liveness, no multicast)."""
+
+    info: Announcement
+    to: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Goodbye:
-    """Withdraw our `_z2z._udp` service (mDNS goodbye): peers take over at once."""
+    """Withdraw our `_z2z._udp` service (mDNS goodbye): peers take over at once.
+
+    With heartbeats, also send `info` as a goodbye datagram to `to`: the same
+    hand-over if the multicast goodbye is lost or the mDNS stack is slow with it.
+    """
+
+    info: Announcement | None = None
+    to: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +118,7 @@ class BridgeVia:
 
 Action = (
     Announce
+    | Heartbeat
     | Goodbye
     | BecomeLeader
     | StepDown

@@ -12,6 +12,7 @@ from enum import IntEnum
 
 from z2z.core.wire.gateways import Announcement, State
 
+LOST_MEMORY = 64  # heartbeat addresses of peers lost without a goodbye, probed for a while
 HINT_MEMORY = 8  # contacts of the island's structure remembered from leader announcements
 _LAST_SEQ = 2**63  # above any valid seq: nothing of a departed incarnation is heard again
 
@@ -50,6 +51,10 @@ class Island:
         self.hint_structure = ""
         self._hint: dict[str, None] = {}
         self._last_contacts: tuple[str, ...] = ()
+        # Peers that went silent without a goodbye: node → (heartbeat address, when lost).
+        # Heartbeats to them now and then find the other half of a healed partition,
+        # which the quiet link would never announce again.
+        self.lost: dict[str, tuple[str, float]] = {}
 
     def hear(self, info: Announcement, now: float) -> Heard:
         if info.node == self.me or info.network != self.network:
@@ -57,6 +62,7 @@ class Island:
         if info.version <= self._seen.get(info.node, (-1, -1)):
             return Heard.STALE
         self._remember(info.node, info.version)
+        self.lost.pop(info.node, None)
         if info.state.leading:
             self._learn_hint(info)
         peer = self.peers.get(info.node)
@@ -93,14 +99,32 @@ class Island:
         if node == self.me or incarnation < self._seen.get(node, (-1, -1))[0]:
             return False
         self._remember(node, (incarnation, _LAST_SEQ))
+        self.lost.pop(node, None)  # it left on purpose: nothing to find again
         return self.peers.pop(node, None) is not None
 
     def expire(self, now: float) -> bool:
         """Forget peers not heard for `expiry` seconds; True if any went."""
         dead = [n for n, p in self.peers.items() if p.last_heard + self.expiry <= now]
         for n in dead:
-            del self.peers[n]
+            hb = self.peers.pop(n).info.heartbeat
+            if hb:
+                self.lost[n] = (hb, now)
+        while len(self.lost) > LOST_MEMORY:
+            del self.lost[next(iter(self.lost))]
         return bool(dead)
+
+    def forget_lost(self, before: float) -> None:
+        """Stop probing peers lost before `before`."""
+        for n in [n for n, (_, t) in self.lost.items() if t < before]:
+            del self.lost[n]
+
+    def heartbeat_targets(self) -> tuple[str, ...]:
+        """Heartbeat addresses of the live peers that take heartbeats."""
+        return tuple(p.info.heartbeat for p in self.peers.values() if p.info.heartbeat)
+
+    def has_legacy_peer(self) -> bool:
+        """A live peer of an older version that takes no heartbeats (it needs multicast every interval)."""
+        return any(not p.info.heartbeat for p in self.peers.values())
 
     def next_expiry(self) -> float:
         if not self.peers:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from z2z.core.stages.actions import (
@@ -22,6 +22,7 @@ from z2z.core.stages.actions import (
     Bootstrap,
     BridgeVia,
     Goodbye,
+    Heartbeat,
     JoinStructure,
     ReadLeaders,
     Register,
@@ -67,8 +68,11 @@ class StageSettings:
     network: str = "z2z"
     rank: int = 0  # higher is preferred as leader
     incarnation: int = 0  # must grow at every start (e.g. start time in ms)
-    announce_interval: float = 1.0
+    heartbeat: str = ""  # our heartbeat socket "host:port"; "" = none: multicast every interval (legacy)
+    announce_interval: float = 1.0  # liveness: a heartbeat to each peer (legacy: a multicast announcement)
     expiry: float = 3.0  # a peer not heard for this long is dead
+    probe_interval: float = 10.0  # heartbeats to peers lost without a goodbye (a healed partition)
+    probe_for: float = 600.0  # … for this long after they were lost
     startup_wait: float = 1.5  # listen this long before claiming
     claim_grace: float = 1.0  # wait this long for a silent higher candidate
     answer_gap: float = 0.1  # at most one immediate answer to newcomers per gap
@@ -88,6 +92,8 @@ class StageSettings:
             raise ValueError(f"contact must be host:port of our DHT node, not {self.contact!r}")
         if not 0 < self.announce_interval < self.expiry:
             raise ValueError("need 0 < announce_interval < expiry")
+        if self.heartbeat and not valid_contact(self.heartbeat):
+            raise ValueError(f"heartbeat must be host:port of our heartbeat socket, not {self.heartbeat!r}")
 
 
 Guard = Callable[["StageMachine", Any, float], bool]
@@ -117,6 +123,8 @@ class StageMachine:
         self._contacts: tuple[str, ...] = ()  # other members of our structure, for announcements
         self._introduced: set[str] = set()
         self._next_announce = self._next_register = self._next_poll = self._next_rejoin = INF
+        self._next_probe = -INF  # due at once when a peer is first lost
+        self._published: Announcement | None = None  # what the link shows now (`_facts`)
         self._poll_gap = settings.registry_poll
         self._last_answer = -INF
         self._new_peer = False
@@ -145,9 +153,13 @@ class StageMachine:
             self._track_leaderless(now)
         if type(event) is Tick:
             actions += self._timers(now)
-        elif self._new_peer and self._may_answer(now) and not any(type(a) is Announce for a in actions):
+        elif (
+            self._new_peer
+            and self._may_answer(now)
+            and not any(type(a) in (Announce, Heartbeat) for a in actions)
+        ):
             self._last_answer = now  # a newcomer learns of us in one link latency, not one interval
-            actions.append(self._announce(now))
+            actions.append(self._liveness(now))
         return actions
 
     def next_deadline(self) -> float:
@@ -155,15 +167,19 @@ class StageMachine:
         if self.state in (State.INIT, State.STOPPED):
             return INF
         s = self.settings
-        d = min(self._next_announce, self.island.next_expiry())
+        d = self.island.next_expiry()
+        if self._legacy() or self.island.heartbeat_targets():
+            d = min(d, self._next_announce)
+        if s.heartbeat and self.island.lost:
+            d = min(d, self._next_probe)
         if self.state is State.STARTING:
             d = min(d, self.started_at + s.startup_wait)
         elif self.state is State.FOLLOWER and self.leaderless_since is not None:
             d = min(d, max(self.leaderless_since, self._claim_deadline(self.leaderless_since)))
-        elif self.state.leading:
-            d = min(d, self._next_register, self._next_poll)
-            if self.dht_running and self.dht_peers == 0:
-                d = min(d, self._next_rejoin)
+        elif self.state.leading and (self.rendezvous_up or self.state is State.STRUCTURED):
+            d = min(d, self._next_register, self._next_poll)  # else neither has a store to use
+        if self.state.leading and self.dht_running and self.dht_peers == 0:
+            d = min(d, self._next_rejoin)
         return d
 
     # -- queries ---------------------------------------------------------------
@@ -410,7 +426,10 @@ class StageMachine:
 
     def _do_stop(self, ev: object, now: float) -> list[Action]:
         actions = self._resign("stopping") if self.previous.leading else []
-        return [*actions, Goodbye()]
+        if not self.settings.heartbeat:
+            return [*actions, Goodbye()]
+        info = replace(self._info(now), state=self.previous)  # who leaves (STOPPED is no wire state)
+        return [*actions, Goodbye(info, self.island.heartbeat_targets())]
 
     # -- helpers ---------------------------------------------------------------
 
@@ -461,11 +480,34 @@ class StageMachine:
         return out
 
     def _announce(self, now: float) -> Announce:
+        """Multicast what we are now (a change, or legacy liveness) and tell the island at once."""
+        info = self._info(now)
+        self._published = _facts(info)
+        return Announce(info, self.island.heartbeat_targets() if self.settings.heartbeat else ())
+
+    def _liveness(self, now: float) -> Announce | Heartbeat:
+        """The periodic sign of life: a heartbeat to each peer, or a multicast if one is needed.
+
+        Multicast only when what we announce changed since the link last heard it,
+        or while an older gateway (no heartbeats) is live: it would expire us otherwise.
+        """
+        if self._legacy():
+            return self._announce(now)
+        info = self._info(now)
+        if _facts(info) != self._published:
+            self._published = _facts(info)
+            return Announce(info, self.island.heartbeat_targets())
+        return Heartbeat(info, self.island.heartbeat_targets())
+
+    def _legacy(self) -> bool:
+        return not self.settings.heartbeat or self.island.has_legacy_peer()
+
+    def _info(self, now: float) -> Announcement:
         s = self.settings
         self.seq += 1
         self._next_announce = now + s.announce_interval
         leading = self.state.leading
-        info = Announcement(
+        return Announcement(
             network=s.network,
             site=s.site,
             node=s.node,
@@ -478,8 +520,8 @@ class StageMachine:
             size=self.registry.count(self.structure, self.structure) if self.structure else 0,
             contact=s.contact,
             contacts=self._contacts[:MAX_CONTACTS] if leading else (),
+            heartbeat=s.heartbeat,
         )
-        return Announce(info)
 
     def _may_answer(self, now: float) -> bool:
         return self.state.leading and now - self._last_answer >= self.settings.answer_gap
@@ -494,8 +536,14 @@ class StageMachine:
     def _timers(self, now: float) -> list[Action]:
         s = self.settings
         out: list[Action] = []
-        if now >= self._next_announce:
-            out.append(self._announce(now))
+        if now >= self._next_announce and (self._legacy() or self.island.heartbeat_targets()):
+            out.append(self._liveness(now))
+        if s.heartbeat and self.island.lost and now >= self._next_probe:
+            self._next_probe = now + s.probe_interval
+            self.island.forget_lost(now - s.probe_for)
+            lost = tuple(hb for hb, _ in self.island.lost.values())
+            if lost:
+                out.append(Heartbeat(self._info(now), lost))
         if not self.state.leading:
             return out
         if now >= self._next_register:
@@ -518,6 +566,12 @@ class StageMachine:
             if contacts:
                 out.append(Bootstrap(contacts))
         return out
+
+
+def _facts(info: Announcement) -> Announcement:
+    """What a multicast announcement is re-sent for: all but `seq` and the informational `size`
+    (which moves with every leader record in a big structure; heartbeats carry it)."""
+    return replace(info, seq=0, size=0)
 
 
 _LEARN: dict[type, Callable[[StageMachine, Any, float], bool]] = {

@@ -109,8 +109,13 @@ POLL_WHEN = (
 )
 # fmt: off
 DUTIES: tuple[tuple[str, str, str, str], ...] = (
-    ("announce", "STARTING, FOLLOWER, leading", "every `announce_interval`", "Announce"),
-    ("answer", "leading", "a NEW peer heard (≤ 1 per `answer_gap`)", "Announce"),
+    ("liveness", "STARTING, FOLLOWER, leading",
+     "every `announce_interval` while the island has a peer (legacy: always)",
+     "Heartbeat(to every live peer); Announce instead if what we announce changed since the "
+     "last multicast, or with no `heartbeat` socket or a live peer without one (legacy)"),
+    ("probe", "STARTING, FOLLOWER, leading", "every `probe_interval` while a peer lost without a "
+     "goodbye is remembered (up to `probe_for`)", "Heartbeat(to the lost peers)"),
+    ("answer", "leading", "a NEW peer heard (≤ 1 per `answer_gap`)", "Heartbeat (legacy: Announce)"),
     ("register", "leading", "every `register_interval`",
      "Register(rendezvous) if up; Register(dht) if STRUCTURED"),
     ("poll", "leading", POLL_WHEN, "ReadLeaders(rendezvous) if up; ReadLeaders(dht) if STRUCTURED"),

@@ -33,6 +33,7 @@ WIRE_VERSION = 1
 GATEWAY_TYPE = "_z2z._udp"  # the service type of the gateways' own link announcements
 MAX_CONTACTS = 3
 MAX_RECORD_BYTES = 1024
+MAX_HEARTBEAT_BYTES = 1024
 _NODE = re.compile(r"^[0-9a-f]{16}$")
 _SITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -142,6 +143,7 @@ class Announcement:
     size: int = 0  # members of the structure as the sender counts them (informational)
     contact: str = ""  # own DHT contact "host:port"
     contacts: tuple[str, ...] = ()
+    heartbeat: str = ""  # "host:port" of its heartbeat socket; "" = an older gateway (multicast only)
 
     @property
     def key(self) -> tuple[int, str]:
@@ -169,6 +171,7 @@ def to_txt(a: Announcement) -> dict[str, str]:
         "size": str(a.size),
         "dht": a.contact,
         "peers": ",".join(a.contacts),
+        **({"hb": a.heartbeat} if a.heartbeat else {}),
     }
 
 
@@ -208,6 +211,9 @@ def from_txt(txt: Mapping[str, str | bytes]) -> Announcement:
         raise WireError("bad leader or structure")
     if contact and not valid_contact(contact):
         raise WireError("bad dht contact")
+    heartbeat = t.get("hb", "")
+    if heartbeat and not valid_contact(heartbeat):
+        raise WireError("bad heartbeat address")
     peers = t.get("peers", "")
     contacts = tuple(peers.split(",")) if peers else ()
     if len(contacts) > MAX_CONTACTS or not all(valid_contact(c) for c in contacts):
@@ -225,6 +231,7 @@ def from_txt(txt: Mapping[str, str | bytes]) -> Announcement:
         size=_int(t.get("size", "0"), 0, 2**31, "size"),
         contact=contact,
         contacts=contacts,
+        heartbeat=heartbeat,
     )
 
 
@@ -315,6 +322,35 @@ def check_txt(txt: Mapping[str, str | bytes], codec: Codec) -> None:
     got_bytes = got.encode() if isinstance(got, str) else got
     if not hmac.compare_digest(got_bytes, expected.encode()):
         raise WireError("bad or missing auth (another network secret, or none)", "bad-auth")
+
+
+def encode_heartbeat(a: Announcement, codec: Codec, *, bye: bool = False) -> bytes:
+    """A heartbeat datagram: the announcement's TXT pairs (with ``auth`` when private) as JSON.
+
+    The same pairs and the same HMAC as the multicast TXT, so a heartbeat is
+    exactly as trustworthy as an announcement and is checked by the same code;
+    the (inc, seq) replay guard of the island drops replays.
+    """
+    pairs = {**to_txt(a), "bye": "1"} if bye else to_txt(a)
+    return json.dumps(sign_txt(pairs, codec), separators=(",", ":")).encode()
+
+
+def decode_heartbeat(data: bytes, codec: Codec) -> tuple[Announcement, bool]:
+    """(announcement, is a goodbye) of a heartbeat datagram, parsed strictly (≤ 1 KiB JSON
+    object of strings); raises `WireError`."""
+    if len(data) > MAX_HEARTBEAT_BYTES:
+        raise WireError("heartbeat too large")
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise WireError("not JSON") from exc
+    if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
+        raise WireError("not an object of strings")
+    check_txt(body, codec)
+    bye = body.get("bye")
+    if bye not in (None, "1"):
+        raise WireError("bad bye")
+    return from_txt(body), bye == "1"
 
 
 def seal_record(r: LeaderRecord, codec: Codec) -> bytes:
