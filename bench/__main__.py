@@ -19,6 +19,8 @@ Benchmarks:
   islands (simulated time).
 * ``formation``, ``failover`` — `bench.formation`, `bench.failover`: the stages with
   real processes (root).
+* ``relay``    — `bench.relay`: MB/s and connect latency through the relay beside the
+  direct path (1 and 16 streams), private network with ``--relay always`` (root).
 * ``soak``     — `bench.soak`: minutes of a hostile link and a lying rendezvous,
   memory sampled (root).
 
@@ -44,7 +46,7 @@ from typing import Any
 from bench.common import REPO, environment
 
 DOC = REPO / "docs" / "performance.md"
-NAMES = ("latency", "memory", "dns", "freshness", "simulate", "formation", "failover", "soak")
+NAMES = ("latency", "memory", "dns", "freshness", "simulate", "formation", "failover", "relay", "soak")
 SIM_GATEWAYS, SIM_ISLANDS = 10_000, 1_000
 
 
@@ -119,6 +121,14 @@ def run_failover(a: argparse.Namespace) -> tuple[str, Any]:
     return failover.table(out), out
 
 
+def run_relay(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import relay
+
+    trials, mb, pings = (2, 5.0, 10) if a.relay_short else (a.relay_trials, 20.0, 50)
+    out = relay.run(trials, mb, pings)
+    return relay.markdown(out), out
+
+
 def run_soak(a: argparse.Namespace) -> tuple[str, Any]:
     from bench import soak
 
@@ -145,6 +155,10 @@ RUNNERS: dict[
         lambda a: f"python -m bench.formation --islands 20 --per-island 3 --trials {a.formation_trials}",
     ),
     "failover": (run_failover, lambda a: f"python -m bench.failover --trials {a.failover_trials}"),
+    "relay": (
+        run_relay,
+        lambda a: "python -m bench.relay" + (" --short" if a.relay_short else f" --trials {a.relay_trials}"),
+    ),
     "soak": (run_soak, lambda a: f"python -m bench.soak --seconds {a.soak_seconds:g}"),
 }
 
@@ -177,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dns-trials", type=int, default=5)
     p.add_argument("--dns-duration", type=float, default=3.0, help="seconds per dnsperf trial")
     p.add_argument("--freshness-trials", type=int, default=10, help="DNS freshness trials (default 10)")
+    p.add_argument("--relay-trials", type=int, default=5, help="relay throughput rounds per path (default 5)")
+    p.add_argument("--relay-short", action="store_true", help="the relay benchmark's quick mode")
     p.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     p.add_argument("--json", type=Path, help="also write every result here")
     a = p.parse_args(argv)

@@ -276,11 +276,18 @@ class Relay:
         return any(results)
 
     async def _probe(self, service: Service) -> None:
-        """TCP connect to each address of `service` (short timeout); the results are cached."""
+        """TCP connect to each address of `service` (short timeout); the results are cached.
+
+        The question is whether this network routes to the address: a refused
+        connection (the host answered with a reset) counts as reachable; a
+        timeout or an unreachable network or host does not.
+        """
         for a in service.addresses:
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(a, service.port), PROBE_TIMEOUT)
                 writer.close()
+                ok = True
+            except ConnectionRefusedError:
                 ok = True
             except (OSError, TimeoutError):
                 ok = False
