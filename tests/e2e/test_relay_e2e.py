@@ -155,9 +155,12 @@ def test_overlapping_campuses_behind_nat_reach_each_other_through_the_relay(test
     upload = json.loads(r.stdout)
     assert upload["got"] == upload["sent"], upload
 
-    relay = status(state_b)["relay"]
-    [imp] = [i for i in relay["imports"] if i["instance"] == "NAT Printer"]
-    assert (imp["route"], imp["reason"]) == ("relay", "overlap"), relay
+    def relayed() -> dict | None:  # status.json is written once a second
+        relay = status(state_b)["relay"]
+        routes = [(i["instance"], i["route"], i["reason"]) for i in relay["imports"]]
+        return relay if routes == [("NAT Printer", "relay", "overlap")] else None
+
+    relay = wait_for("B's status to say the printer is relayed because of overlap", relayed, 5)
     assert relay["sites"]["campus-a"] == {"endpoint": f"10.77.0.2:{RELAY_PORT}", "reachable": True}
 
     # A member asking for a port A does not export: refused, counted and logged by A.
@@ -174,6 +177,46 @@ def test_overlapping_campuses_behind_nat_reach_each_other_through_the_relay(test
     assert answer["ok"] is False and answer["reason"] == "relay-down", answer
     time.sleep(1.5)
     assert status(state_a)["relay"]["refused"].get("not-exported", 0) >= 1
+
+    # The relay path goes (A's router drops new connections to the forwarded port):
+    # B withdraws the relayed printer; when the path returns, B publishes it again.
+    ra = tb.node("ra")
+    block = (
+        "table ip z2zblock { chain fwd { type filter hook forward priority -10; "
+        f'iifname "wan0" tcp dport {RELAY_PORT} drop; }} }}'
+    )
+    ra.run("sh", "-ec", f"echo '{block}' | nft -f -")
+    mark = len(parse_browse(client.stdout()))
+    t0 = time.monotonic()
+    wait_for(
+        "B to withdraw the relayed printer",
+        lambda: any(
+            e.get("event") == "-" and e["instance"] == "NAT Printer"
+            for e in parse_browse(client.stdout())[mark:]
+        ),
+        40,
+    )
+    print(f"relay path gone: printer withdrawn on B after {time.monotonic() - t0:.2f} s")
+    wait_for(
+        "B's status to say hold",
+        lambda: [i["route"] for i in status(state_b)["relay"]["imports"]] == ["hold"],
+        5,
+    )
+    ra.run("nft", "delete", "table", "ip", "z2zblock")
+    mark = len(parse_browse(client.stdout()))
+    t0 = time.monotonic()
+    back = wait_for(
+        "B to publish the relayed printer again",
+        lambda: [
+            s
+            for s in parse_browse(client.stdout())[mark:]
+            if s.get("instance") == "NAT Printer" and "host" in s
+        ],
+        40,
+    )
+    print(f"relay path back: printer published on B again after {time.monotonic() - t0:.2f} s")
+    code, body = tb.http_get("b-client", f"http://{back[0]['address']}:{back[0]['port']}/", timeout=10)
+    assert (code, body) == (200, MARKER)
     for gw in (gw_b, gw_a):
         assert gw.stop(timeout=15) == 0
         assert "Traceback" not in gw.stderr()

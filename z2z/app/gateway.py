@@ -103,6 +103,8 @@ class Gateway:
         )
         # The relay through the gateways (private networks; None otherwise).
         self.relay = self.bridging.relay = Relay.build(config, self.bridging)
+        if self.relay is not None:
+            self.relay.changed = self._zone_changed
         self.leadership: Leadership | None = None
         if config.election:
             address = contact_address(config.interface)
@@ -343,7 +345,10 @@ class Gateway:
     def _refresh_zone(self) -> None:
         self._zone_dirty = False
         if self.dns is not None:
-            self.dns.zone.update(dns_services(self.config, self.bridge))
+            services = dns_services(self.config, self.bridge)
+            if self.relay is not None:  # relayed imports as the link shows them; held ones not at all
+                services = self.relay.as_shown(services)
+            self.dns.zone.update(services)
 
     # -- state and status ----------------------------------------------------
 

@@ -124,6 +124,8 @@ class Relay:
         self._last_put = float("-inf")
         self._jobs: list[asyncio.Task[None]] = []
         self._prefixes = [ipaddress.ip_network(p) for p in interface_prefixes(())]
+        self.records_every, self.health_every = RECORDS_EVERY, HEALTH_EVERY
+        self.changed: Callable[[], None] = lambda: None  # what the link shows changed (the DNS zone follows)
 
     @staticmethod
     def _endpoint(host: str, port: int) -> str:
@@ -162,6 +164,8 @@ class Relay:
         """Serve the endpoint and start the record and health jobs; a busy port is logged, not fatal."""
         try:
             port = await self.server.start()
+            if not self.config.relay_advertise:  # the port really bound (relay-listen port 0)
+                self.endpoint = self._endpoint(self.link_address, port)
             log.info(
                 "relay endpoint listening on %s port %d, advertised as %s",
                 self.listen_host,
@@ -176,8 +180,8 @@ class Relay:
             )
             self.endpoint = ""
         self._jobs = [
-            asyncio.ensure_future(self._every(RECORDS_EVERY, self.records_round)),
-            asyncio.ensure_future(self._every(HEALTH_EVERY, self.health_round)),
+            asyncio.ensure_future(self._every("records_every", self.records_round)),
+            asyncio.ensure_future(self._every("health_every", self.health_round)),
         ]
 
     async def close(self) -> None:
@@ -190,13 +194,14 @@ class Relay:
             self._stop_listener(entry)
         await self.server.close()
 
-    async def _every(self, seconds: float, work: Callable[[], Any]) -> None:
+    async def _every(self, interval: str, work: Callable[[], Any]) -> None:
+        """Run `work` now and then every `getattr(self, interval)` seconds (tests shorten them)."""
         while True:
             try:
                 await work()
             except Exception:
                 log.exception("relay: %s failed", getattr(work, "__name__", "a job"))
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(getattr(self, interval))
 
     # -- what the link shows for an import (called by Bridging in its link op) --
 
@@ -217,6 +222,7 @@ class Relay:
     async def _apply(self, entry: RelayedImport, decision: Decision) -> Service | None:
         before = entry.decision
         entry.decision = decision
+        self.changed()
         if decision != before and decision.route != "direct":
             log.info(
                 "import %r from %s: %s (%s)",
@@ -235,6 +241,17 @@ class Relay:
         self._stop_listener(entry)
         entry.shown = entry.service if decision.route == "direct" else None
         return entry.shown
+
+    def as_shown(self, services: list[Service]) -> list[Service]:
+        """`services` with each import replaced by what the link shows for it (held ones left out)."""
+        out = []
+        for svc in services:
+            entry = self.imports.get(svc.key)
+            if entry is None:
+                out.append(svc)
+            elif entry.shown is not None:
+                out.append(entry.shown)
+        return out
 
     def shown(self, key: tuple[str, str]) -> Service | None:
         """What the link shows now for the import `key` (None: nothing, or not asked yet)."""

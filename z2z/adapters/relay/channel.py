@@ -196,14 +196,15 @@ class RelayConnector:
         self.carried = 0
 
     async def open(
-        self, endpoint: str, req: StreamRequest
+        self, endpoint: str, req: StreamRequest, timeout: float | None = None
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A channel to `req.site` at `endpoint`, the request sent and accepted; RelayError if not."""
         host, port = split_endpoint(endpoint)
+        setup = self.limits.setup if timeout is None else timeout
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, ssl=self.context, server_hostname=None),
-                self.limits.setup,
+                setup,
             )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             detail = f"cannot reach the relay of {req.site} at {endpoint}: {exc}"
@@ -214,7 +215,7 @@ class RelayConnector:
             if why is not None:
                 raise RelayError(f"relay at {endpoint} is not {req.site}'s: {why}", "untrusted-peer")
             writer.write(encode_request(req))
-            line = await asyncio.wait_for(reader.readline(), self.limits.setup)
+            line = await asyncio.wait_for(reader.readline(), setup)
             error = decode_reply(line)
             if error is not None:
                 raise RelayError(f"{req.site} refused the stream: {error}", "refused")
@@ -227,9 +228,10 @@ class RelayConnector:
             raise
         return reader, writer
 
-    async def ping(self, endpoint: str, site: str) -> bool:
+    async def ping(self, endpoint: str, site: str, timeout: float = 3.0) -> bool:
+        """True if `site`'s relay at `endpoint` completes a handshake and answers within `timeout`."""
         try:
-            _, writer = await self.open(endpoint, StreamRequest("ping", site))
+            _, writer = await self.open(endpoint, StreamRequest("ping", site), timeout)
         except RelayError as exc:
             log.debug("relay ping: %s", exc)
             return False
