@@ -182,8 +182,8 @@ def test_overlapping_campuses_behind_nat_reach_each_other_through_the_relay(test
     # B withdraws the relayed printer; when the path returns, B publishes it again.
     ra = tb.node("ra")
     block = (
-        "table ip z2zblock { chain fwd { type filter hook forward priority -10; "
-        f'iifname "wan0" tcp dport {RELAY_PORT} drop; }} }}'
+        "table ip z2zblock { chain relayblock { type filter hook forward priority -10; "
+        f'iifname "wan0" tcp dport {RELAY_PORT} drop; }}; }}'
     )
     ra.run("sh", "-ec", f"echo '{block}' | nft -f -")
     mark = len(parse_browse(client.stdout()))
