@@ -192,6 +192,7 @@ class Relay:
                 await job
         for entry in self.imports.values():
             self._stop_listener(entry)
+        await self.connector.close()
         await self.server.close()
 
     async def _every(self, interval: str, work: Callable[[], Any]) -> None:
@@ -460,6 +461,8 @@ class Relay:
             before = self.failed_pings[site] >= DOWN_AFTER
             if ok:
                 self.failed_pings.pop(site, None)
+                if any(e.site == site and e.decision.route == "relay" for e in self.imports.values()):
+                    self.connector.warm(record.endpoint, site)  # handshaken channels ready for clients
             else:
                 self.failed_pings[site] += 1
             after = self.failed_pings[site] >= DOWN_AFTER

@@ -74,6 +74,7 @@ async def test_members_relay_bytes_intact_and_only_to_exports(tmp_path: Path) ->
     relay_port = await server.start()
     endpoint = f"127.0.0.1:{relay_port}"
     connector = RelayConnector(b_client_ctx, authorize=authorize, limits=StreamLimits())
+    stranger = impostor = connector
     try:
         assert await connector.ping(endpoint, "a")
         reader, writer = await connector.open(
@@ -110,6 +111,17 @@ async def test_members_relay_bytes_intact_and_only_to_exports(tmp_path: Path) ->
             await impostor.open(endpoint, StreamRequest("connect", "a", "_http._tcp", "Printer", port))
         await asyncio.sleep(0.1)
         assert "untrusted-peer" in refused
+        # Warm channels: a second stream reuses a channel handshaken ahead of need.
+        await asyncio.sleep(0.3)
+        assert connector._spares.get((endpoint, "a")), "no warm channel was kept"
+        reader, writer = await connector.open(
+            endpoint, StreamRequest("connect", "a", "_http._tcp", "Printer", port)
+        )
+        writer.write(b"3\nabc")
+        assert (await reader.readline()).strip().decode() == hashlib.sha256(b"abc").hexdigest()
+        writer.close()
     finally:
+        for c in (connector, stranger, impostor):
+            await c.close()
         await server.close()
         service.close()

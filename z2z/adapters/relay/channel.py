@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ from z2z.core.relay.protocol import (
 
 log = logging.getLogger(__name__)
 
+Channel = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+SPARES = 2  # warm channels kept per site in use: a client's connect needs no TLS handshake
+SPARE_AGE = 20.0  # seconds a warm channel is used at most (the server waits `first_line`)
 # (peer site, raw key) -> None if this peer may use the relay, else why not
 Authorize = Callable[[str, bytes], str | None]
 # (request, peer site) -> the exported service to reach, else the refusal reason
@@ -51,6 +55,7 @@ class StreamLimits:
     per_site: int = 64
     idle: float = 300.0
     setup: float = 10.0
+    first_line: float = 30.0  # a warm channel waits this long for its request (SPARE_AGE is less)
 
 
 def tls_contexts(ca_pem: str, cert_file: str, key_file: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -151,9 +156,19 @@ class RelayServer:
 
     async def _stream(self, peer: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), self.limits.setup)
+            line = await asyncio.wait_for(reader.readline(), self.limits.first_line)
+        except TimeoutError:
+            line = b""
+        except (ValueError, ConnectionError, ssl.SSLError) as exc:
+            self.refused("bad-request", f"{peer}: {exc or type(exc).__name__}")
+            await _close(writer)
+            return
+        if not line:  # a warm channel the peer did not use (closed, or left to expire)
+            await _close(writer)
+            return
+        try:
             req = decode_request(line)
-        except (TimeoutError, ValueError, ConnectionError, ssl.SSLError) as exc:
+        except ValueError as exc:
             self.refused("bad-request", f"{peer}: {exc or type(exc).__name__}")
             await _close(writer)
             return
@@ -194,28 +209,124 @@ class RelayConnector:
         self.context, self.authorize, self.limits = context, authorize, limits
         self.streams: Counter[str] = Counter()
         self.carried = 0
+        self._spares: dict[
+            tuple[str, str], list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]]
+        ] = {}
+        self._warming: Counter[tuple[str, str]] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def open(
-        self, endpoint: str, req: StreamRequest, timeout: float | None = None
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A channel to `req.site` at `endpoint`, the request sent and accepted; RelayError if not."""
+    async def _handshake(self, endpoint: str, site: str, setup: float) -> Channel:
+        """A TLS channel to `site` at `endpoint`, its certificate checked; RelayError if not."""
         host, port = split_endpoint(endpoint)
-        setup = self.limits.setup if timeout is None else timeout
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, ssl=self.context, server_hostname=None),
                 setup,
             )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
-            detail = f"cannot reach the relay of {req.site} at {endpoint}: {exc}"
+            detail = f"cannot reach the relay of {site} at {endpoint}: {exc}"
             raise RelayError(detail, "relay-down") from None
         try:
             peer, key = _identity(writer)
-            why = "wrong-site" if peer != req.site else self.authorize(peer, key)
-            if why is not None:
-                raise RelayError(f"relay at {endpoint} is not {req.site}'s: {why}", "untrusted-peer")
+        except ValueError as exc:
+            await _close(writer)
+            raise RelayError(f"relay at {endpoint}: {exc}", "untrusted-peer") from None
+        why = "wrong-site" if peer != site else self.authorize(peer, key)
+        if why is not None:
+            await _close(writer)
+            raise RelayError(f"relay at {endpoint} is not {site}'s: {why}", "untrusted-peer")
+        return reader, writer
+
+    def _take_spare(self, endpoint: str, site: str) -> Channel | None:
+        spares = self._spares.get((endpoint, site), [])
+        now = time.monotonic()
+        while spares:
+            reader, writer, born = spares.pop()
+            if now - born < SPARE_AGE and not reader.at_eof() and not writer.is_closing():
+                return reader, writer
+            writer.close()
+        return None
+
+    def warm(self, endpoint: str, site: str) -> None:
+        """Keep `SPARES` channels to `site` handshaken ahead of need (drops expired ones)."""
+        key = (endpoint, site)
+        now = time.monotonic()
+        spares = self._spares.setdefault(key, [])
+        for spare in [x for x in spares if now - x[2] >= SPARE_AGE or x[0].at_eof()]:
+            spares.remove(spare)
+            spare[1].close()
+        missing = SPARES - len(spares) - self._warming[key]
+        for _ in range(max(0, missing)):
+            self._warming[key] += 1
+            task = asyncio.ensure_future(self._add_spare(endpoint, site))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _add_spare(self, endpoint: str, site: str) -> None:
+        key = (endpoint, site)
+        try:
+            reader, writer = await self._handshake(endpoint, site, self.limits.setup)
+        except RelayError as exc:
+            log.debug("relay: no warm channel: %s", exc)
+            return
+        finally:
+            self._warming[key] -= 1
+        self._spares.setdefault(key, []).append((reader, writer, time.monotonic()))
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        for spares in self._spares.values():
+            for _, writer, _ in spares:
+                writer.close()
+        self._spares.clear()
+
+    async def open(
+        self, endpoint: str, req: StreamRequest, timeout: float | None = None, *, fresh: bool = False
+    ) -> Channel:
+        """A channel to `req.site` at `endpoint`, the request sent and accepted; RelayError if not.
+
+        Uses a warm channel when one is ready (no handshake on the client's
+        time), else handshakes now; `fresh` always handshakes (pings test the path).
+        """
+        setup = self.limits.setup if timeout is None else timeout
+        if fresh:
+            return await self._request(
+                *await self._handshake(endpoint, req.site, setup), endpoint, req, setup
+            )
+        spare = self._take_spare(endpoint, req.site)
+        channel = None
+        try:
+            if spare is not None:
+                try:
+                    channel = await self._request(*spare, endpoint, req, setup)
+                except RelayError as exc:
+                    if exc.reason != "relay-down":
+                        raise
+                    log.debug("relay: a warm channel had gone stale (%s); handshaking anew", exc)
+            if channel is None:
+                handshaken = await self._handshake(endpoint, req.site, setup)
+                channel = await self._request(*handshaken, endpoint, req, setup)
+        except RelayError as exc:
+            if exc.reason == "refused":  # the site answers: keep channels ready for the next stream
+                self.warm(endpoint, req.site)
+            raise
+        self.warm(endpoint, req.site)  # after the client's stream is set up, not on its time
+        return channel
+
+    async def _request(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        endpoint: str,
+        req: StreamRequest,
+        setup: float,
+    ) -> Channel:
+        try:
             writer.write(encode_request(req))
             line = await asyncio.wait_for(reader.readline(), setup)
+            if not line:
+                raise ConnectionError("closed before answering")
             error = decode_reply(line)
             if error is not None:
                 raise RelayError(f"{req.site} refused the stream: {error}", "refused")
@@ -231,7 +342,7 @@ class RelayConnector:
     async def ping(self, endpoint: str, site: str, timeout: float = 3.0) -> bool:
         """True if `site`'s relay at `endpoint` completes a handshake and answers within `timeout`."""
         try:
-            _, writer = await self.open(endpoint, StreamRequest("ping", site), timeout)
+            _, writer = await self.open(endpoint, StreamRequest("ping", site), timeout, fresh=True)
         except RelayError as exc:
             log.debug("relay ping: %s", exc)
             return False
