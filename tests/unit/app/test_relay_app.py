@@ -19,8 +19,11 @@ from support.helpers import until
 from z2z.adapters.link.memory import MemoryLink
 from z2z.adapters.rendezvous.memory import MemoryDht, MemoryRendezvous
 from z2z.app import keys
+from z2z.app.cli import _relay_line
 from z2z.app.config import build
 from z2z.app.gateway import Gateway
+from z2z.app.metrics import Metrics
+from z2z.app.web import render_status_html
 from z2z.core.records import Service
 
 T = "_ipp._tcp"
@@ -78,6 +81,16 @@ async def test_relayed_import_is_held_until_a_relay_path_exists_then_shown_on_ou
         assert [(i["route"], i["reason"]) for i in st["imports"]] == [("relay", "always")]
         assert st["sites"]["campus-a"] == {"endpoint": "198.51.100.7:4224", "reachable": True}
         assert b.relay.as_shown([s for _, s in b.bridge.imports()]) == [shown]
+        # every front says which import is relayed and why
+        html = render_status_html(b.status().as_json())
+        assert "<td>Lab Printer</td>" in html and "<td>relay</td><td>always</td>" in html
+        metrics = Metrics(b.status).render().decode()
+        assert 'z2z_relay_imports{reason="always",route="relay"} 1.0' in metrics or (
+            'z2z_relay_imports{route="relay",reason="always"} 1.0' in metrics
+        ), metrics
+        assert "Lab Printer._ipp._tcp from campus-a: relay (always)" in _relay_line(
+            b.status().as_json()["relay"]
+        )
     finally:
         await a.stop()
         await b.stop()
