@@ -112,7 +112,7 @@ async def test_members_relay_bytes_intact_and_only_to_exports(tmp_path: Path) ->
         await asyncio.sleep(0.1)
         assert "untrusted-peer" in refused
         # Warm channels: a second stream reuses a channel handshaken ahead of need.
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.6)
         assert connector._spares.get((endpoint, "a")), "no warm channel was kept"
         reader, writer = await connector.open(
             endpoint, StreamRequest("connect", "a", "_http._tcp", "Printer", port)

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 Channel = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 SPARES = 2  # warm channels kept per site in use: a client's connect needs no TLS handshake
+REFILL_DELAY = 0.25  # seconds after a stream took a warm channel before another is handshaken
 SPARE_AGE = 20.0  # seconds a warm channel is used at most (the server waits `first_line`)
 # (peer site, raw key) -> None if this peer may use the relay, else why not
 Authorize = Callable[[str, bytes], str | None]
@@ -214,6 +215,7 @@ class RelayConnector:
         ] = {}
         self._warming: Counter[tuple[str, str]] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     async def _handshake(self, endpoint: str, site: str, setup: float) -> Channel:
         """A TLS channel to `site` at `endpoint`, its certificate checked; RelayError if not."""
@@ -249,6 +251,8 @@ class RelayConnector:
 
     def warm(self, endpoint: str, site: str) -> None:
         """Keep `SPARES` channels to `site` handshaken ahead of need (drops expired ones)."""
+        if self._closed:
+            return
         key = (endpoint, site)
         now = time.monotonic()
         spares = self._spares.setdefault(key, [])
@@ -274,6 +278,7 @@ class RelayConnector:
         self._spares.setdefault(key, []).append((reader, writer, time.monotonic()))
 
     async def close(self) -> None:
+        self._closed = True
         for t in list(self._tasks):
             t.cancel()
         for spares in self._spares.values():
@@ -311,7 +316,8 @@ class RelayConnector:
             if exc.reason == "refused":  # the site answers: keep channels ready for the next stream
                 self.warm(endpoint, req.site)
             raise
-        self.warm(endpoint, req.site)  # after the client's stream is set up, not on its time
+        # Refill a little later: a handshake now would compete with this stream's first bytes.
+        asyncio.get_running_loop().call_later(REFILL_DELAY, self.warm, endpoint, req.site)
         return channel
 
     async def _request(
