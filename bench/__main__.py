@@ -22,6 +22,8 @@ Benchmarks:
 * ``quiet``    — `bench.quiet`: an island's mDNS multicast and heartbeat bytes at
   idle, 1, 3 and 10 gateways on a link, and the old election beside them (root).
 * ``idle``     — `bench.idle`: CPU of a gateway with nothing to bridge, from /proc (root).
+* ``relay``    — `bench.relay`: MB/s and connect latency through the relay beside the
+  direct path (1 and 16 streams), private network with ``--relay always`` (root).
 * ``soak``     — `bench.soak`: minutes of a hostile link and a lying rendezvous,
   memory sampled (root).
 
@@ -57,6 +59,7 @@ NAMES = (
     "failover",
     "quiet",
     "idle",
+    "relay",
     "soak",
 )
 SIM_GATEWAYS, SIM_ISLANDS = 10_000, 1_000
@@ -147,6 +150,14 @@ def run_idle(a: argparse.Namespace) -> tuple[str, Any]:
     return idle.table(out), out
 
 
+def run_relay(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import relay
+
+    trials, mb, pings = (2, 5.0, 10) if a.relay_short else (a.relay_trials, 20.0, 50)
+    out = relay.run(trials, mb, pings)
+    return relay.markdown(out), out
+
+
 def run_soak(a: argparse.Namespace) -> tuple[str, Any]:
     from bench import soak
 
@@ -184,6 +195,10 @@ RUNNERS: dict[
             + (f" --baseline {a.idle_baseline}" if a.idle_baseline else "")
         ),
     ),
+    "relay": (
+        run_relay,
+        lambda a: "python -m bench.relay" + (" --short" if a.relay_short else f" --trials {a.relay_trials}"),
+    ),
     "soak": (run_soak, lambda a: f"python -m bench.soak --seconds {a.soak_seconds:g}"),
 }
 
@@ -220,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dns-trials", type=int, default=5)
     p.add_argument("--dns-duration", type=float, default=3.0, help="seconds per dnsperf trial")
     p.add_argument("--freshness-trials", type=int, default=10, help="DNS freshness trials (default 10)")
+    p.add_argument("--relay-trials", type=int, default=5, help="relay throughput rounds per path (default 5)")
+    p.add_argument("--relay-short", action="store_true", help="the relay benchmark's quick mode")
     p.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     p.add_argument("--json", type=Path, help="also write every result here")
     a = p.parse_args(argv)

@@ -167,6 +167,10 @@ def test_default_gateways_bridge_only_after_invite_and_join(testbed: Testbed) ->
     imported = ["Campus Printer._ipp._tcp (from campus-a)"]
     wait_for("B's status.json to list the import", lambda: status(state_b2)["imported"] == imported, 5)
     assert status(state_b2)["private"]
+    # Routed campuses: relay = auto (the default) keeps the printer's own address, and says so.
+    relay = status(state_b2)["relay"]
+    assert relay["mode"] == "auto"
+    assert [(i["instance"], i["route"]) for i in relay["imports"]] == [("Campus Printer", "direct")], relay
     for gw in (gw_a, gw_b2):
         assert gw.stop(timeout=15) == 0
         assert "Traceback" not in gw.stderr()

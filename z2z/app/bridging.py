@@ -139,6 +139,7 @@ class Bridging:
         # Type -> answers refused as too big; logged at WARNING once per type.
         self.answers_too_big: Counter[str] = Counter()
         self._cap: tuple[int, float, float] | None = None  # (values per key, refresh, ttl) once set
+        self.relay: Any = None  # z2z.app.relay.Relay in a private network with relay on
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -450,7 +451,7 @@ class Bridging:
                 log.info("withdrawing import %r from %s", action.instance, action.site)
                 self.link_ops.submit(
                     (action.service_type, action.instance),
-                    functools.partial(self.link.withdraw, action.service_type, action.instance),
+                    functools.partial(self._withdraw, action.service_type, action.instance),
                 )
             elif isinstance(action, Reject):
                 self._log_reject(action)
@@ -471,12 +472,26 @@ class Bridging:
         )
 
         async def work() -> None:
-            actual = await self.link.publish(svc)
+            shown = svc
+            if self.relay is not None:  # the site's addresses, a relayed proxy, or nothing
+                was = self.relay.shown(svc.key)
+                routed = await self.relay.route(action.site, svc)
+                if routed is None:
+                    if was is not None:
+                        await self.link.withdraw(was.type, was.instance)
+                    return
+                shown = routed
+            actual = await self.link.publish(shown)
             if actual != svc.instance:
                 log.warning("link renamed %r to %r after a conflict", svc.instance, actual)
                 self.bridge.renamed(action.site, svc, actual)
 
         self.link_ops.submit(svc.key, work)
+
+    async def _withdraw(self, service_type: str, instance: str) -> None:
+        if self.relay is not None:  # its relayed proxy's listener closes with it
+            self.relay.forget(service_type, instance)
+        await self.link.withdraw(service_type, instance)
 
     def _log_reject(self, reject: Reject) -> None:
         if reject.reason not in self._logged_rejects:

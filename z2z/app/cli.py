@@ -207,9 +207,25 @@ def show_status(args: argparse.Namespace) -> int:
         f"site key  {doc.get('site_key') or '-'} ({'private' if doc.get('private') else 'public'} network)",
         "filtered  " + (", ".join(f"{k}={v}" for k, v in sorted(doc.get("filtered", {}).items())) or "none"),
         "flapping  " + (", ".join(doc.get("flapping", [])) or "none") + " (held by flap damping)",
+        _relay_line(doc.get("relay")),
     ]
     print("\n".join(lines))
     return 0 if running else 1
+
+
+def _relay_line(relay: dict[str, Any] | None) -> str:
+    """``relay     ...``: the mode, the endpoint, and each import not shown with its own addresses."""
+    if not relay:
+        return "relay     off"
+    routed = [
+        f"{i['instance']}.{i['type']} from {i['site']}: {i['route']}"
+        + (f" ({i['reason']})" if i.get("reason") else "")
+        for i in relay.get("imports", [])
+        if i.get("route") != "direct"
+    ]
+    return f"relay     {relay.get('mode')}, endpoint {relay.get('endpoint') or '-'}; " + (
+        ", ".join(routed) or "no import relayed"
+    )
 
 
 def config_path(args: argparse.Namespace) -> str | None:

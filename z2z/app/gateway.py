@@ -31,6 +31,7 @@ from z2z.app.config import GatewayConfig, reload_diff
 from z2z.app.dnsfront import dns_services, make_dns_server
 from z2z.app.executors import stoppable_job
 from z2z.app.leadership import LeadersDht, Leadership
+from z2z.app.relay import Relay
 from z2z.app.status import GatewayStatus, LeaderStatus, ServiceStatus, StatusFile
 from z2z.app.systemd import ServiceNotifier
 from z2z.app.web import HttpServer, serve_fronts
@@ -100,6 +101,10 @@ class Gateway:
         self.bridging.set_value_cap(
             value_cap(config.max_services_per_site, config.refresh, config.ttl), config.refresh, config.ttl
         )
+        # The relay through the gateways (private networks; None otherwise).
+        self.relay = self.bridging.relay = Relay.build(config, self.bridging)
+        if self.relay is not None:
+            self.relay.changed = self._zone_changed
         self.leadership: Leadership | None = None
         if config.election:
             address = contact_address(config.interface)
@@ -160,6 +165,8 @@ class Gateway:
         types = self.bridge.policy.static_types() + ((GATEWAY_TYPE,) if self.leadership else ())
         await self.link.start(types, self)
         self.bridging.start()  # after the link is up: a pushed value may be published at once
+        if self.relay is not None:
+            await self.relay.start()
         if self.bridge.policy.wildcard:
             if isinstance(self.link, DynamicBrowsing):
                 await self.link.discover_types(self.bridging.type_seen)
@@ -255,6 +262,8 @@ class Gateway:
             except TimeoutError:
                 log.warning("the leaders' DHT node did not stop within %g s", timeout)
         await self.bridging.close(max(0.1, deadline - time.monotonic()))
+        if self.relay is not None:
+            await self.relay.close()
         if self.dns is not None:
             await self.dns.close()
         for server in self.web:
@@ -338,7 +347,10 @@ class Gateway:
     def _refresh_zone(self) -> None:
         self._zone_dirty = False
         if self.dns is not None:
-            self.dns.zone.update(dns_services(self.config, self.bridge))
+            services = dns_services(self.config, self.bridge)
+            if self.relay is not None:  # relayed imports as the link shows them; held ones not at all
+                services = self.relay.as_shown(services)
+            self.dns.zone.update(services)
 
     # -- state and status ----------------------------------------------------
 
@@ -388,6 +400,7 @@ class Gateway:
             link_kernel_drops=int(getattr(self.link, "kernel_drops", 0)),
             puts=bridge.stats.puts,
             flap_holds=bridge.stats.damped,
+            relay=self.relay.status() if self.relay is not None else None,
         )
 
     def _write_status(self, stopped: bool = False, status: GatewayStatus | None = None) -> None:

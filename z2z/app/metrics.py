@@ -118,6 +118,23 @@ class _GatewayCollector(Collector):
         yield CounterMetricFamily(
             "z2z_flap_holds", "Holds started by flap damping", value=snapshot.flap_holds
         )
+        relay = doc.get("relay") or {}
+        routes = GaugeMetricFamily(
+            "z2z_relay_imports",
+            "Imports by route (direct, relay, hold) and reason (overlap, unreachable, site-behind-nat...)",
+            labels=["route", "reason"],
+        )
+        for (route, reason), n in sorted(
+            Counter((i["route"], i["reason"]) for i in relay.get("imports", [])).items()
+        ):
+            routes.add_metric([route, reason], n)
+        yield routes
+        yield GaugeMetricFamily(
+            "z2z_relay_streams", "Relayed streams open now", value=relay.get("streams", 0)
+        )
+        yield CounterMetricFamily(
+            "z2z_relay_bytes", "Bytes carried by the relay, both ways", value=relay.get("bytes", 0)
+        )
 
 
 class Metrics:

@@ -85,6 +85,8 @@ class GatewayStatus:
     values_skipped_known: int = 0
     # mDNS datagrams the kernel dropped on the link's sockets (python-zeroconf backend)
     link_kernel_drops: int = 0
+    # the relay (z2z.app.relay): mode, endpoint, each import's route and why; None when off
+    relay: dict[str, Any] | None = None
     # counters for metrics; not part of status.json
     puts: int = 0
     flap_holds: int = 0

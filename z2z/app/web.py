@@ -188,6 +188,19 @@ def render_status_html(doc: dict[str, Any], now: float | None = None) -> str:
         services += f"<h3>{_e(site)}</h3>" + _table(["", "instance", "type", "host", "addresses"], rows, "")
     if not services:
         services = "<p class=none>nothing bridged yet</p>"
+    relay = doc.get("relay")
+    relayed = (
+        _table(
+            ["site", "instance", "type", "route", "why", "port here"],
+            [
+                [i["site"], i["instance"], i["type"], i["route"], i["reason"], i["port"] or ""]
+                for i in relay.get("imports", [])
+            ],
+            "no import asked for yet",
+        )
+        if relay
+        else "<p class=none>relay off (public network, or relay = never)</p>"
+    )
     counts = _table(
         ["kind", "reason or rule", "records"],
         [["rejected", k, v] for k, v in sorted((doc.get("rejected") or {}).items())]
@@ -208,6 +221,7 @@ def render_status_html(doc: dict[str, Any], now: float | None = None) -> str:
 <h2>Island (gateways on this link)</h2>{island}
 <h2>Leaders known</h2>{leaders}
 <h2>Bridged services by site</h2><div id=services>{services}</div>
+<h2>Relay (imports: direct or through the gateways)</h2><div id=relay>{relayed}</div>
 <h2>Rejected and filtered</h2>{counts}
 </body></html>
 """

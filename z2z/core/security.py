@@ -193,6 +193,7 @@ class Codec:
         self._nonce = nonce
         self._index_key = _hkdf(secret, "keys", network) if secret is not None else b""
         self._link_key = _hkdf(secret, "link", network) if secret is not None else b""
+        self._relay_seed = _hkdf(secret, "relay-ca", network) if secret is not None else b""
         self._aead = ChaCha20Poly1305(_hkdf(secret, "aead", network)) if secret is not None else None
 
     # -- keys and ids --------------------------------------------------------
@@ -227,6 +228,14 @@ class Codec:
             return None
         mac = hmac.new(self._link_key, b"z2z/v2/announce\0" + data, hashlib.sha256).digest()[:16]
         return base64.urlsafe_b64encode(mac).decode("ascii").rstrip("=")
+
+    def relay_ca_seed(self) -> bytes | None:
+        """The Ed25519 seed of the network's relay CA (z2z.adapters.relay.pki); None in public mode."""
+        return self._relay_seed if self.private else None
+
+    @property
+    def signing_key(self) -> Ed25519PrivateKey | None:
+        return self._signing_key
 
     # -- values ----------------------------------------------------------------
 

@@ -19,6 +19,9 @@ PROBE_DELAY = 0.01  # seconds: long enough that a test sees operations overlap
 class MemoryLink:
     """Proxies kept in `published`, keyed by (type, instance)."""
 
+    # No real network behind it: the relay (z2z.app.relay) must not probe services' addresses.
+    real_network = False
+
     def __init__(self) -> None:
         self.published: dict[tuple[str, str], Service] = {}
         self.listener: LinkListener | None = None

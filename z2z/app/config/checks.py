@@ -136,6 +136,26 @@ def http_listen(key: str, v: Any) -> str:
     return listen(key, v)
 
 
+def relay_listen(key: str, v: Any) -> str:
+    """``ADDR:PORT``, ``[v6]:PORT``, or a bare port on every IPv4 address (the relay is for other sites)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = str(v)
+    v = text(key, v).strip()
+    if v.isdigit():
+        v = f"0.0.0.0:{v}"
+    return listen(key, v)
+
+
+def endpoint(key: str, v: Any) -> str:
+    """``HOST:PORT`` or ``[v6]:PORT`` that other sites connect to (a relay endpoint)."""
+    from z2z.core.relay.protocol import valid_endpoint
+
+    v = text(key, v).strip()
+    if not valid_endpoint(v):
+        raise ConfigError(f"{key}: expected HOST:PORT or [IPv6]:PORT, got {v!r}")
+    return v
+
+
 def rendezvous_url(key: str, v: Any) -> str:
     from z2z.adapters.rendezvous import open_rendezvous  # the one parser of rendezvous URLs
 

@@ -479,6 +479,59 @@ class GatewayConfig:
         argtype=int,
         doc="Most sites imported from at once.",
     )
+    # the relay through the gateways (z2z.app.relay, docs/relay.md)
+    relay: str = setting(
+        default="auto",
+        check=c.choice("auto", "always", "never"),
+        metavar="auto|always|never",
+        doc=(
+            "Carry imported TCP services through the gateways: `auto` relays a service whose addresses "
+            "overlap a local prefix, that a TCP probe cannot reach, or whose site says it is not "
+            "`reachable`; `always` relays every one; `never` publishes the sites' own addresses. "
+            "Private networks only."
+        ),
+    )
+    relay_listen: str = setting(
+        default="0.0.0.0:4224",
+        check=c.relay_listen,
+        metavar="[ADDR:]PORT",
+        doc=(
+            "Where this gateway's relay endpoint listens (TCP, TLS 1.3); a bare port binds every "
+            "IPv4 address."
+        ),
+    )
+    relay_advertise: str | None = setting(
+        default=None,
+        check=c.endpoint,
+        metavar="ADDR:PORT",
+        doc=(
+            "How other sites reach this relay endpoint (a forwarded port on the NAT router). "
+            "Default: this gateway's link address and the `relay-listen` port."
+        ),
+    )
+    reachable: bool = setting(
+        default=True,
+        check=c.boolean,
+        flag="bool",
+        doc=(
+            "This site's service addresses are reachable from other sites; set false behind NAT "
+            "so that importers relay."
+        ),
+    )
+    relay_max_streams: int = setting(
+        default=64,
+        check=c.number(1, 100_000, int),
+        metavar="N",
+        argtype=int,
+        doc="Most relayed streams open at once to or from one site.",
+    )
+    relay_idle: float = setting(
+        default=300.0,
+        check=c.number(1, 86400),
+        metavar="SECONDS",
+        argtype=float,
+        doc="A relayed stream with no byte either way for this long is closed.",
+    )
 
     def policy(self) -> Policy:
         """The filters as the bridge applies them."""

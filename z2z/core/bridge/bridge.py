@@ -153,6 +153,18 @@ class Bridge:
         """(site, type, instance) of imports held by flap damping."""
         return sorted(k for k in self._import_flaps.held_keys() if isinstance(k, tuple))
 
+    def import_origin(self, site: str, service_type: str, published: str) -> Service | None:
+        """The service as `site` exported it, for the import published on the link as `published`."""
+        for (s, t, _), imp in self._imports.items():
+            if (
+                s == site
+                and t == service_type
+                and imp.published is not None
+                and imp.published.instance == published
+            ):
+                return imp.origin
+        return None
+
     def imports(self) -> list[tuple[str, Service]]:
         """(origin site, service as published on the link) for every live import."""
         return [

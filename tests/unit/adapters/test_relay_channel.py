@@ -1,0 +1,127 @@
+"""The relay channel on loopback: real TLS 1.3, real sockets, certificates derived from secrets.
+
+Checks what the relay promises at the socket level: members connect and bytes
+arrive intact both ways; a stream to anything but an exported service is
+refused (and counted); a gateway of another network (another secret) cannot
+complete the handshake; a peer whose site key is not the trusted one is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from z2z.adapters.relay import RelayConnector, RelayServer, StreamLimits, tls_contexts
+from z2z.adapters.relay.pki import network_ca, site_certificate
+from z2z.core.records import Service
+from z2z.core.relay import RelayError, StreamRequest, exported_target
+from z2z.core.security import Codec, public_key_bytes
+
+
+def member(tmp: Path, name: str, secret: bytes, key: Ed25519PrivateKey | None = None) -> tuple:
+    key = key or Ed25519PrivateKey.generate()
+    seed = Codec("net", secret, key).relay_ca_seed()
+    assert seed is not None
+    ca_key, ca_cert = network_ca(seed, "net")
+    cert = site_certificate(ca_key, ca_cert, name, key, time.time())
+    cert_file, key_file = tmp / f"{name}.pem", tmp / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(Encoding.PEM) + ca_cert.public_bytes(Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    server, client = tls_contexts(ca_cert.public_bytes(Encoding.PEM).decode(), str(cert_file), str(key_file))
+    return key, server, client
+
+
+async def echo_service() -> tuple[asyncio.Server, int]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.readexactly(int((await reader.readline()).decode()))
+        writer.write(hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.asyncio
+async def test_members_relay_bytes_intact_and_only_to_exports(tmp_path: Path) -> None:
+    secret = os.urandom(32)
+    a_key, a_server_ctx, _ = member(tmp_path, "a", secret)
+    b_key, _, b_client_ctx = member(tmp_path, "b", secret)
+    service, port = await echo_service()
+    exports = [Service("_http._tcp", "Printer", "printer", port, addresses=("127.0.0.1",))]
+    trusted = {"a": public_key_bytes(a_key), "b": public_key_bytes(b_key)}
+
+    def authorize(site: str, key: bytes) -> str | None:
+        return None if trusted.get(site) == key else "untrusted"
+
+    refused: list[str] = []
+    server = RelayServer(
+        a_server_ctx,
+        "127.0.0.1",
+        0,
+        site="a",
+        authorize=authorize,
+        target=lambda req, peer: exported_target(req, "a", exports),
+        refused=lambda reason, detail: refused.append(reason),
+    )
+    relay_port = await server.start()
+    endpoint = f"127.0.0.1:{relay_port}"
+    connector = RelayConnector(b_client_ctx, authorize=authorize, limits=StreamLimits())
+    stranger = impostor = connector
+    try:
+        assert await connector.ping(endpoint, "a")
+        reader, writer = await connector.open(
+            endpoint, StreamRequest("connect", "a", "_http._tcp", "Printer", port)
+        )
+        payload = os.urandom(3 * 1024 * 1024)
+        writer.write(f"{len(payload)}\n".encode() + payload)
+        await writer.drain()
+        digest = (await reader.readline()).strip().decode()
+        echoed = await reader.readexactly(len(payload))
+        assert digest == hashlib.sha256(payload).hexdigest() and echoed == payload
+        writer.close()
+
+        with pytest.raises(RelayError, match="not-exported"):
+            await connector.open(endpoint, StreamRequest("connect", "a", "_http._tcp", "Printer", 22))
+        with pytest.raises(RelayError, match="not-exported"):
+            await connector.open(endpoint, StreamRequest("connect", "a", "_http._tcp", "Fax", port))
+        assert refused.count("not-exported") == 2
+
+        # A peer expecting another site at this endpoint refuses it.
+        with pytest.raises(RelayError, match="wrong-site"):
+            await connector.open(endpoint, StreamRequest("connect", "c", "_http._tcp", "Printer", port))
+
+        # Another secret: another CA; the handshake fails, nothing is carried.
+        _, _, stranger_ctx = member(tmp_path, "b", os.urandom(32), b_key)
+        stranger = RelayConnector(stranger_ctx, authorize=authorize, limits=StreamLimits())
+        with pytest.raises(RelayError):
+            await stranger.open(endpoint, StreamRequest("connect", "a", "_http._tcp", "Printer", port))
+
+        # A member whose key is not the one trusted for its site name is refused.
+        _, _, impostor_ctx = member(tmp_path, "b", secret, Ed25519PrivateKey.generate())
+        impostor = RelayConnector(impostor_ctx, authorize=lambda s, k: None, limits=StreamLimits())
+        with pytest.raises(RelayError):
+            await impostor.open(endpoint, StreamRequest("connect", "a", "_http._tcp", "Printer", port))
+        await asyncio.sleep(0.1)
+        assert "untrusted-peer" in refused
+        # Warm channels: a second stream reuses a channel handshaken ahead of need.
+        await asyncio.sleep(0.6)
+        assert connector._spares.get((endpoint, "a")), "no warm channel was kept"
+        reader, writer = await connector.open(
+            endpoint, StreamRequest("connect", "a", "_http._tcp", "Printer", port)
+        )
+        writer.write(b"3\nabc")
+        assert (await reader.readline()).strip().decode() == hashlib.sha256(b"abc").hexdigest()
+        writer.close()
+    finally:
+        for c in (connector, stranger, impostor):
+            await c.close()
+        await server.close()
+        service.close()
