@@ -26,6 +26,7 @@ packages=(
     util-linux          # unshare, mount, setpriv
     procps              # pgrep
     dnsutils            # dig, for the unicast DNS front end
+    nftables            # nft: byte counters by traffic class in the upkeep benchmark's namespaces
     unbound             # a real campus resolver in front of the DNS front end (own config, in a namespace)
     systemd             # systemd-analyze verify for contrib/z2z.service
     chromium            # headless browser test of the status page
