@@ -276,7 +276,8 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
             note = "" if r["bridged"] else f" (only {r['imported']} imported)"
             lines.append(
                 f"| {PATHS[r['path']]} | {r['mode']} | {r['services']}{note} | {label} | "
-                f"{med('dht_in'):,.0f} / {med('dht_out'):,.0f} | {med('proxy_in'):,.0f} / {med('proxy_out'):,.0f} | "
+                f"{med('dht_in'):,.0f} / {med('dht_out'):,.0f} | "
+                f"{med('proxy_in'):,.0f} / {med('proxy_out'):,.0f} | "
                 f"**{p50:,.0f}** | {max(ups):,.0f} | {f'≤ {target:,.0f}' if target else ''} | "
                 f"{'yes' if flat(ups) else 'NO'} ({len(ups)} × {r['window_s']:g} s) | "
                 f"{med('mdns_in'):,.0f} / {med('mdns_out'):,.0f} |"
@@ -312,12 +313,11 @@ def run(
         for p in paths:
             for m in modes:
                 print(f"upkeep: {n} services, {p}, {m}", file=sys.stderr, flush=True)
-                results.append(
-                    measure(
-                        n, p, m, windows=windows, window=window, settle=settle,
-                        publishers=publishers, bridge_timeout=bridge_timeout,
-                    )  # fmt: skip
-                )
+                one = measure(
+                    n, p, m, windows=windows, window=window, settle=settle,
+                    publishers=publishers, bridge_timeout=bridge_timeout,
+                )  # fmt: skip
+                results.append(one)
     return {"results": results}
 
 
@@ -338,8 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(markdown(results))
         return 0
     out = run(
-        a.services, a.path, a.mode, windows=a.windows, window=a.window, settle=a.settle, publishers=a.publishers
-    )
+        a.services, a.path, a.mode,
+        windows=a.windows, window=a.window, settle=a.settle, publishers=a.publishers,
+    )  # fmt: skip
     if a.json:
         a.json.write_text(json.dumps(out, indent=2))
     print(markdown(out["results"]))

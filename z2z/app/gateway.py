@@ -100,6 +100,7 @@ class Gateway:
         self.bridging.set_value_cap(
             value_cap(config.max_services_per_site, config.refresh, config.ttl), config.refresh, config.ttl
         )
+        self.bridging.anti_entropy_every = config.anti_entropy
         self.leadership: Leadership | None = None
         if config.election:
             address = contact_address(config.interface)
@@ -293,6 +294,7 @@ class Gateway:
                 jitter=config.anti_entropy / 10,
             )
         self.bridging.flap_half_life = config.flap_half_life
+        self.bridging.anti_entropy_every = config.anti_entropy
         self.bridging.execute(self.bridge.reconfigure(self._bridge_settings(config), self.clock()))
         self.bridging.set_value_cap(
             value_cap(config.max_services_per_site, config.refresh, config.ttl), config.refresh, config.ttl
@@ -383,6 +385,8 @@ class Gateway:
             ],
             answers_too_big=dict(self.bridging.answers_too_big),
             values_skipped_known=self.bridging.skipped_known,
+            anti_entropy_full_gets=self.bridging.gate.full_gets,
+            anti_entropy_skipped=self.bridging.gate.skipped,
             link_kernel_drops=int(getattr(self.link, "kernel_drops", 0)),
             puts=bridge.stats.puts,
             flap_holds=bridge.stats.damped,
