@@ -21,6 +21,8 @@ Benchmarks:
   real processes (root).
 * ``soak``     — `bench.soak`: minutes of a hostile link and a lying rendezvous,
   memory sampled (root).
+* ``upkeep``   — `bench.upkeep`: bytes/s per gateway by class (mDNS, DHT, REST proxy) at
+  steady state, window after window, 0 and 100 services, both paths (root, nft).
 
 Each benchmark's table replaces the text between ``<!-- bench:NAME:begin -->`` and
 ``<!-- bench:NAME:end -->`` in docs/performance.md, headed by the date, machine and
@@ -44,7 +46,7 @@ from typing import Any
 from bench.common import REPO, environment
 
 DOC = REPO / "docs" / "performance.md"
-NAMES = ("latency", "memory", "dns", "freshness", "simulate", "formation", "failover", "soak")
+NAMES = ("latency", "memory", "dns", "freshness", "simulate", "formation", "failover", "soak", "upkeep")
 SIM_GATEWAYS, SIM_ISLANDS = 10_000, 1_000
 
 
@@ -126,6 +128,13 @@ def run_soak(a: argparse.Namespace) -> tuple[str, Any]:
     return soak.markdown(out), out
 
 
+def run_upkeep(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import upkeep
+
+    out = upkeep.run(windows=a.upkeep_windows)
+    return upkeep.markdown(out["results"]), out
+
+
 RUNNERS: dict[
     str, tuple[Callable[[argparse.Namespace], tuple[str, Any]], Callable[[argparse.Namespace], str]]
 ] = {
@@ -146,6 +155,7 @@ RUNNERS: dict[
     ),
     "failover": (run_failover, lambda a: f"python -m bench.failover --trials {a.failover_trials}"),
     "soak": (run_soak, lambda a: f"python -m bench.soak --seconds {a.soak_seconds:g}"),
+    "upkeep": (run_upkeep, lambda a: f"python -m bench.upkeep --windows {a.upkeep_windows}"),
 }
 
 
@@ -177,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dns-trials", type=int, default=5)
     p.add_argument("--dns-duration", type=float, default=3.0, help="seconds per dnsperf trial")
     p.add_argument("--freshness-trials", type=int, default=10, help="DNS freshness trials (default 10)")
+    p.add_argument("--upkeep-windows", type=int, default=4, help="150-s windows per upkeep setup (default 4)")
     p.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     p.add_argument("--json", type=Path, help="also write every result here")
     a = p.parse_args(argv)
