@@ -111,10 +111,12 @@ def secret_file(tb: Testbed) -> Path:
     return path
 
 
-def start(tb: Testbed, path: str, mode: str, log_level: str) -> dict[str, Any]:
+def start(tb: Testbed, path: str, mode: str, log_level: str, services: int = 0) -> dict[str, Any]:
     """Both gateways of one setup; returns their Procs by host."""
     assert tb.dht is not None
     extra: list[str] = ["--mdns", "zeroconf"]
+    if services > 256:  # room for them all whatever the quota defaults are (not measured here)
+        extra += ["--max-services-per-site", str(2 * services), "--max-bytes-per-site", str(4096 * services)]
     if path == "proxy":
         extra.append("--no-election")
     if mode == "public":
@@ -203,7 +205,7 @@ def measure(
         dht = tb.start_dht()
         for host in ("a-gw", "b-gw"):
             install_counters(tb, host, dht.proxy_ports)
-        start(tb, path, mode, log_level)
+        start(tb, path, mode, log_level, services)
         via_ok = True
         if path == "default":
             via_ok = wait_until(

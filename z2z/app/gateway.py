@@ -30,7 +30,7 @@ from z2z.app.bridging import Bridging, value_cap
 from z2z.app.config import GatewayConfig, reload_diff
 from z2z.app.dnsfront import dns_services, make_dns_server
 from z2z.app.executors import stoppable_job
-from z2z.app.leadership import LeadersDht, Leadership
+from z2z.app.leadership import LEADER_TTL, REGISTER_EVERY, LeadersDht, Leadership
 from z2z.app.status import GatewayStatus, LeaderStatus, ServiceStatus, write_status_file
 from z2z.app.systemd import ServiceNotifier
 from z2z.app.web import HttpServer, serve_fronts
@@ -116,6 +116,8 @@ class Gateway:
                     rank=config.rank,
                     incarnation=int(clock() * 1000),
                     max_skew=config.max_skew,
+                    register_interval=REGISTER_EVERY,
+                    leader_ttl=LEADER_TTL,
                 ),
                 dht_factory=dht_factory,
                 dht_port=port,
