@@ -26,6 +26,8 @@ Benchmarks:
   direct path (1 and 16 streams), private network with ``--relay always`` (root).
 * ``soak``     — `bench.soak`: minutes of a hostile link and a lying rendezvous,
   memory sampled (root).
+* ``upkeep``   — `bench.upkeep`: bytes/s per gateway by class (mDNS, DHT, REST proxy) at
+  steady state, window after window, 0 and 100 services, both paths (root, nft).
 
 Each benchmark's table replaces the text between ``<!-- bench:NAME:begin -->`` and
 ``<!-- bench:NAME:end -->`` in docs/performance.md, headed by the date, machine and
@@ -61,6 +63,7 @@ NAMES = (
     "idle",
     "relay",
     "soak",
+    "upkeep",
 )
 SIM_GATEWAYS, SIM_ISLANDS = 10_000, 1_000
 
@@ -165,6 +168,13 @@ def run_soak(a: argparse.Namespace) -> tuple[str, Any]:
     return soak.markdown(out), out
 
 
+def run_upkeep(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import upkeep
+
+    out = upkeep.run(windows=a.upkeep_windows)
+    return upkeep.markdown(out["results"]), out
+
+
 RUNNERS: dict[
     str, tuple[Callable[[argparse.Namespace], tuple[str, Any]], Callable[[argparse.Namespace], str]]
 ] = {
@@ -200,6 +210,7 @@ RUNNERS: dict[
         lambda a: "python -m bench.relay" + (" --short" if a.relay_short else f" --trials {a.relay_trials}"),
     ),
     "soak": (run_soak, lambda a: f"python -m bench.soak --seconds {a.soak_seconds:g}"),
+    "upkeep": (run_upkeep, lambda a: f"python -m bench.upkeep --windows {a.upkeep_windows}"),
 }
 
 
@@ -237,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--freshness-trials", type=int, default=10, help="DNS freshness trials (default 10)")
     p.add_argument("--relay-trials", type=int, default=5, help="relay throughput rounds per path (default 5)")
     p.add_argument("--relay-short", action="store_true", help="the relay benchmark's quick mode")
+    p.add_argument("--upkeep-windows", type=int, default=4, help="150-s windows per upkeep setup (default 4)")
     p.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     p.add_argument("--json", type=Path, help="also write every result here")
     a = p.parse_args(argv)

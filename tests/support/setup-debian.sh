@@ -26,7 +26,7 @@ packages=(
     util-linux          # unshare, mount, setpriv
     procps              # pgrep
     dnsutils            # dig, for the unicast DNS front end
-    nftables            # NAT (masquerade, port forwards) in the campus routers of the relay tests
+    nftables            # NAT in the relay tests' campus routers; byte counters by traffic class in bench upkeep/quiet
     unbound             # a real campus resolver in front of the DNS front end (own config, in a namespace)
     systemd             # systemd-analyze verify for contrib/z2z.service
     chromium            # headless browser test of the status page

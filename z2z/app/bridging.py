@@ -32,6 +32,7 @@ from typing import Any
 from z2z.adapters.link.base import DynamicBrowsing, LinkBackend
 from z2z.adapters.rendezvous.base import AnswerTooBig, DhtValue, ListenHandle, Rendezvous, RendezvousError
 from z2z.app import keys as key_store
+from z2z.app.antientropy import DigestGate, Summaries
 from z2z.app.executors import KeyedSerial, PutQueue, TaskSet
 from z2z.app.health import StoreHealth
 from z2z.core.bridge import Action, Bridge, Damped, Publish, Put, Reject, TrustNews, Withdraw
@@ -39,6 +40,8 @@ from z2z.core.records import Service
 from z2z.core.security import Codec, KeyEvent, SecurityError, format_public_key
 from z2z.core.typeindex import INDEX_TYPE, TypeIndex, TypeIndexError
 from z2z.core.typeindex import decode as decode_type_index
+from z2z.core.wire import digest as digests
+from z2z.core.wire.digest import Summary, SummaryError
 from z2z.core.wire.gateways import GATEWAY_TYPE
 
 log = logging.getLogger(__name__)
@@ -140,6 +143,11 @@ class Bridging:
         self.answers_too_big: Counter[str] = Counter()
         self._cap: tuple[int, float, float] | None = None  # (values per key, refresh, ttl) once set
         self.relay: Any = None  # z2z.app.relay.Relay in a private network with relay on
+        # Anti-entropy by digest (z2z.app.antientropy): this site's summaries, and when to get in full.
+        self.summaries = Summaries(bridge, codec, site)
+        self.gate = DigestGate()
+        self.anti_entropy_every = 30.0  # the gateway sets its `anti-entropy` setting here
+        self._summary_cache: OrderedDict[bytes, Summary | None] = OrderedDict()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -238,6 +246,7 @@ class Bridging:
     def forget_seen(self) -> None:
         """Handle every value again (the policy or quotas changed: a refused value may fit now)."""
         self.seen_values.clear()
+        self.gate.forget()  # and get every type in full once: the digests cannot tell
 
     def _first_sight(self, service_type: str, data: bytes) -> bool:
         """True the first time this exact value of this type is handled (bounded memory)."""
@@ -320,21 +329,97 @@ class Bridging:
     async def _full_get(self) -> None:
         store = self.store
         for service_type in list(self.listens):
+            if service_type == INDEX_TYPE:
+                if not await self._get_type(store, service_type):
+                    return
+                continue
+            flooded = ""
             try:
                 started = time.monotonic()
-                values = await store.get(self.bridge.key_for(service_type))
+                found = await store.get(self.bridge.key_for(digests.summary_key_name(service_type)))
                 self._observe("get", self.via, time.monotonic() - started)
             except AnswerTooBig as exc:
-                # The store answers: not an outage.  Use what was read (absence never withdraws).
-                self._too_big(service_type, str(exc))
-                values = exc.values
+                flooded = f"summaries: {exc}"  # digests cannot be trusted: get in full (its own cap)
+                found = exc.values
             except RendezvousError as exc:
                 self._report("get", False, str(exc))
                 return
-            self._report("get", True, "")
+            summaries = self._newest_summaries(service_type, [v.data for v in found])
+            holdings = self.bridge.import_digests(service_type)
             now = self.clock()
-            for value in values:
-                self.remote_value(service_type, value.data, now)
+            why = flooded or self.gate.why_full(
+                service_type,
+                summaries,
+                holdings,
+                self.bridge.next_import_expiry(service_type),
+                now + 1.2 * self.anti_entropy_every + 5.0,  # before the round after next
+            )
+            if why is None:
+                self.gate.skipped += 1
+                self._report("get", True, "")
+                continue
+            log.debug("anti-entropy: full get of %s (%s)", service_type, why)
+            self.gate.full_gets += 1
+            if not await self._get_type(store, service_type):
+                return
+            self.gate.reconciled(service_type, summaries, self.bridge.import_digests(service_type))
+
+    def _newest_summaries(self, service_type: str, values: list[bytes]) -> dict[str, Summary]:
+        """The newest valid summary of each other site among `values` (bad ones counted, not fatal)."""
+        key = self.bridge.key_for(digests.summary_key_name(service_type))
+        newest: dict[str, Summary] = {}
+        for data in values:
+            mark = hashlib.blake2b(data, digest_size=16).digest()
+            if mark in self._summary_cache:
+                summary = self._summary_cache[mark]
+                self._summary_cache.move_to_end(mark)
+            else:
+                summary = self._open_summary(service_type, key, data)
+                self._summary_cache[mark] = summary
+                while len(self._summary_cache) > 4096:
+                    self._summary_cache.popitem(last=False)
+            if summary is None or summary.site == self.site:
+                continue
+            if summary.site not in newest or summary.seq > newest[summary.site].seq:
+                newest[summary.site] = summary
+        return newest
+
+    def _open_summary(self, service_type: str, key: bytes, data: bytes) -> Summary | None:
+        try:
+            opened = self.codec.open(data, key)
+            if not self.codec.verify(opened):
+                raise SummaryError("bad signature")
+            summary = digests.decode(opened.body)
+            if summary.network != self.bridge.settings.network or summary.service_type != service_type:
+                raise SummaryError("another network or type")
+            if opened.signer is not None:
+                refused = self.trust_site(summary.site, opened.signer)
+                if refused is not None:
+                    raise SummaryError(refused)
+        except (SummaryError, SecurityError) as exc:
+            self.count_reject("bad-summary")
+            log.debug("ignoring a summary under %s: %s", service_type, exc)
+            return None
+        return summary
+
+    async def _get_type(self, store: Rendezvous, service_type: str) -> bool:
+        """Full get of one type key, each value handled; False if the store failed."""
+        try:
+            started = time.monotonic()
+            values = await store.get(self.bridge.key_for(service_type))
+            self._observe("get", self.via, time.monotonic() - started)
+        except AnswerTooBig as exc:
+            # The store answers: not an outage.  Use what was read (absence never withdraws).
+            self._too_big(service_type, str(exc))
+            values = exc.values
+        except RendezvousError as exc:
+            self._report("get", False, str(exc))
+            return False
+        self._report("get", True, "")
+        now = self.clock()
+        for value in values:
+            self.remote_value(service_type, value.data, now)
+        return True
 
     def _too_big(self, service_type: str, detail: str) -> None:
         self.answers_too_big[service_type] += 1
@@ -352,6 +437,15 @@ class Bridging:
         now = self.clock()
         self.execute(self.bridge.tick(now))
         self.publish_type_index(now)
+        self.publish_summaries(now)
+
+    def publish_summaries(self, now: float) -> None:
+        """While bridging, keep this site's summary of each exported type in the store."""
+        if not self.bridge.active or not self.bridge.settings.export:
+            self.summaries.reset()
+            return
+        for put in self.summaries.due(now, self.bridge.settings.refresh):
+            self.puts.submit(put)
 
     # -- health of the store -----------------------------------------------------
 
@@ -400,6 +494,7 @@ class Bridging:
         if self._cap is not None:
             apply_value_cap(store, *self._cap)
         self.forget_seen()
+        self.summaries.reset()
         self.listen_all()
         self.reput_exports()
         self.tasks.spawn(self.anti_entropy(), name="anti-entropy")

@@ -30,7 +30,7 @@ from z2z.app.bridging import Bridging, value_cap
 from z2z.app.config import GatewayConfig, reload_diff
 from z2z.app.dnsfront import dns_services, make_dns_server
 from z2z.app.executors import stoppable_job
-from z2z.app.leadership import LeadersDht, Leadership
+from z2z.app.leadership import LEADER_TTL, REGISTER_EVERY, LeadersDht, Leadership
 from z2z.app.relay import Relay
 from z2z.app.status import GatewayStatus, LeaderStatus, ServiceStatus, StatusFile
 from z2z.app.systemd import ServiceNotifier
@@ -105,6 +105,7 @@ class Gateway:
         self.relay = self.bridging.relay = Relay.build(config, self.bridging)
         if self.relay is not None:
             self.relay.changed = self._zone_changed
+        self.bridging.anti_entropy_every = config.anti_entropy
         self.leadership: Leadership | None = None
         if config.election:
             address = contact_address(config.interface)
@@ -120,6 +121,8 @@ class Gateway:
                     rank=config.rank,
                     incarnation=int(clock() * 1000),
                     max_skew=config.max_skew,
+                    register_interval=REGISTER_EVERY,
+                    leader_ttl=LEADER_TTL,
                 ),
                 dht_factory=dht_factory,
                 dht_port=port,
@@ -304,6 +307,7 @@ class Gateway:
                 jitter=config.anti_entropy / 10,
             )
         self.bridging.flap_half_life = config.flap_half_life
+        self.bridging.anti_entropy_every = config.anti_entropy
         self.bridging.execute(self.bridge.reconfigure(self._bridge_settings(config), self.clock()))
         self.bridging.set_value_cap(
             value_cap(config.max_services_per_site, config.refresh, config.ttl), config.refresh, config.ttl
@@ -397,6 +401,8 @@ class Gateway:
             ],
             answers_too_big=dict(self.bridging.answers_too_big),
             values_skipped_known=self.bridging.skipped_known,
+            anti_entropy_full_gets=self.bridging.gate.full_gets,
+            anti_entropy_skipped=self.bridging.gate.skipped,
             link_kernel_drops=int(getattr(self.link, "kernel_drops", 0)),
             puts=bridge.stats.puts,
             flap_holds=bridge.stats.damped,

@@ -80,6 +80,12 @@ log = logging.getLogger(__name__)
 SEAL_REASONS = frozenset({"sealed", "not-sealed", "bad-seal", "bad-signature", "too-large"})
 TICK_MAX = 5.0  # feed a Tick at least this often (events wake the ticker too; this is a safety net)
 DHT_STATUS_EVERY = 2.0
+# A leader re-puts its record this often, and readers keep it this long (s).  Each re-put is
+# a new value under the leaders key for OpenDHT's 10 minutes, so every registry read fetches
+# about 600 / REGISTER_EVERY records per leader: 30 with the stage machine's 20 s default.
+# A new leader, a change of structure or a takeover registers at once whatever this says.
+REGISTER_EVERY = 150.0
+LEADER_TTL = 450
 RENDEZVOUS_PROBE_EVERY = 3.0
 
 

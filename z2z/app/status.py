@@ -83,6 +83,9 @@ class GatewayStatus:
     answers_too_big: dict[str, int] = field(default_factory=dict)
     # values a get returned that were already handled (not decoded again)
     values_skipped_known: int = 0
+    # anti-entropy rounds per type: full gets made, and skipped because the site digests matched
+    anti_entropy_full_gets: int = 0
+    anti_entropy_skipped: int = 0
     # mDNS datagrams the kernel dropped on the link's sockets (python-zeroconf backend)
     link_kernel_drops: int = 0
     # the relay (z2z.app.relay): mode, endpoint, each import's route and why; None when off

@@ -129,3 +129,16 @@ def test_cli_unreachable_rendezvous(tmp_path: Path) -> None:
     )
     assert proc.returncode == 3, proc.stderr
     assert "cannot reach rendezvous http://127.0.0.1:9" in proc.stderr
+
+
+def test_refresh_follows_a_short_ttl_unless_set() -> None:
+    """The defaults match OpenDHT's 600 s value lifetime; a ttl set alone brings its refresh along."""
+    base = {"site": "campus-a", "type": ("_ipp._tcp",)}
+    cfg = build({}, base)
+    assert (cfg.ttl, cfg.refresh) == (1500, 500.0)
+    assert cfg.refresh < 600  # re-put before OpenDHT drops the value
+    assert build({}, {**base, "ttl": 120}).refresh == 40.0  # the old defaults, as before
+    assert build({}, {**base, "ttl": 10}).refresh == pytest.approx(10 / 3)
+    assert build({}, {**base, "ttl": 120, "refresh": 100.0}).refresh == 100.0
+    with pytest.raises(ConfigError):
+        build({}, {**base, "ttl": 120, "refresh": 200.0})

@@ -167,20 +167,29 @@ class GatewayConfig:
         ),
     )
     ttl: int = setting(
-        default=120,
+        default=1500,
         check=c.number(10, 86400, int),
         reload=True,
         metavar="SECONDS",
         argtype=int,
-        doc="Seconds importers keep a service without news from its site.",
+        doc=(
+            "Seconds importers keep a service without news from its site (so also how long a crashed "
+            "site's services stay visible elsewhere). A version is re-put unchanged while it has at "
+            "least two `refresh` periods left, so `ttl` ≥ 3 × `refresh` keeps versions few "
+            "(docs/protocol.md)."
+        ),
     )
     refresh: float = setting(
-        default=40.0,
+        default=500.0,
         check=c.number(1, 86400),
         reload=True,
         metavar="SECONDS",
         argtype=float,
-        doc="Seconds between re-puts of each export (must be below `ttl`).",
+        doc=(
+            "Seconds between re-puts of each export (must be below `ttl`; keep it below OpenDHT's "
+            "600-second value lifetime, or values drop out of the DHT between re-puts). When only "
+            "`ttl` is set, below 1,500, the default is `ttl` / 3."
+        ),
     )
     anti_entropy: float = setting(
         default=30.0,
@@ -599,6 +608,8 @@ def build(file_settings: Mapping[str, Any], flag_settings: Mapping[str, Any]) ->
     """Defaults, then the file, then the flags."""
     merged = {**file_settings, **flag_settings}
     cfg = replace(GatewayConfig(), **{k.replace("-", "_"): v for k, v in merged.items()})
+    if "refresh" not in merged and cfg.refresh * 3 > cfg.ttl:  # a short ttl brings its refresh along
+        cfg = replace(cfg, refresh=max(1.0, cfg.ttl / 3))
     if cfg.refresh >= cfg.ttl:
         raise ConfigError(f"refresh ({cfg.refresh}s) must be shorter than ttl ({cfg.ttl}s)")
     policy = cfg.policy()

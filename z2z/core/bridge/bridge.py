@@ -40,6 +40,7 @@ from z2z.core.records import (
     validate,
 )
 from z2z.core.security import Codec, ImportRules, SecurityError, TrustPolicy
+from z2z.core.wire import digest as digests
 from z2z.core.wire import envelope as protocol
 from z2z.core.wire.envelope import Envelope, ProtocolError
 
@@ -88,6 +89,7 @@ class _Export:
     put_at: float = 0.0  # when it was last put (a refresh may re-put the same version)
     last: Put | None = None  # the current version as put, to re-put byte for byte
     ttl: int = 0  # the current version's ttl (a reload may change the setting)
+    digest: bytes = b""  # content digest of `service` (z2z.core.wire.digest)
 
 
 @dataclass(slots=True)
@@ -233,7 +235,7 @@ class Bridge:
         current = self._exports.get(service.key)
         if current is not None and current.service == exported:
             return actions
-        self._exports[service.key] = _Export(exported, 0, now)
+        self._exports[service.key] = _Export(exported, 0, now, digest=digests.content_digest(exported))
         actions.append(self._put(service.key, now, "new" if current is None else "changed"))
         return actions
 
@@ -298,6 +300,35 @@ class Bridge:
             why=why,
         )
         return exp.last
+
+    # -- digests (anti-entropy by digest, z2z.core.wire.digest) ---------------
+
+    def export_digest(self, service_type: str) -> tuple[int, str]:
+        """(count, digest) of what this site exports of `service_type` now."""
+        return digests.set_digest(
+            (exp.service.instance, exp.digest) for (t, _), exp in self._exports.items() if t == service_type
+        )
+
+    def exported_types(self) -> set[str]:
+        return {t for t, _ in self._exports}
+
+    def import_digests(self, service_type: str) -> dict[str, tuple[int, str]]:
+        """Per origin site: (count, digest) of the live imports of `service_type` held now."""
+        per_site: dict[str, list[tuple[str, bytes]]] = {}
+        for (site, t, instance), imp in self._imports.items():
+            if t == service_type and imp.origin is not None:
+                per_site.setdefault(site, []).append((instance, imp.digest))
+        return {site: digests.set_digest(items) for site, items in per_site.items()}
+
+    def import_digest(self, site: str, service_type: str) -> tuple[int, str]:
+        return self.import_digests(service_type).get(site, digests.set_digest(()))
+
+    def next_import_expiry(self, service_type: str) -> float | None:
+        """When the first live import of `service_type` runs out of TTL (None: none held)."""
+        return min(
+            (imp.expires for (_, t, _), imp in self._imports.items() if t == service_type and imp.origin),
+            default=None,
+        )
 
     # -- remote side ---------------------------------------------------------
 
@@ -376,7 +407,7 @@ class Bridge:
             return [*news, self._reject(over, f"{env.site}/{env.service.instance}")]
         self._graveyard.pop(ikey, None)
         origin = replace(env.service, addresses=addresses)
-        entry = Import(env.seq, expires, origin, size=size)
+        entry = Import(env.seq, expires, origin, size=size, digest=digests.content_digest(origin))
         self._imports[ikey] = entry
         if not self.active:
             return news

@@ -18,6 +18,7 @@ class Import:
     origin: Service | None  # None for a tombstone
     published: Service | None = None  # what is on the link, renamed
     size: int = 0  # bytes of the value's body, for the per-site quota
+    digest: bytes = b""  # content digest of `origin` (z2z.core.wire.digest), for anti-entropy
 
 
 class ImportTable(dict[tuple[str, str, str], Import]):
