@@ -384,6 +384,7 @@ class Gateway:
             answers_too_big=dict(self.bridging.answers_too_big),
             values_skipped_known=self.bridging.skipped_known,
             link_kernel_drops=int(getattr(self.link, "kernel_drops", 0)),
+            over_quota=bridge.overflows.snapshot(),
             puts=bridge.stats.puts,
             flap_holds=bridge.stats.damped,
         )

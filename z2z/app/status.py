@@ -85,6 +85,8 @@ class GatewayStatus:
     values_skipped_known: int = 0
     # mDNS datagrams the kernel dropped on the link's sockets (python-zeroconf backend)
     link_kernel_drops: int = 0
+    # site -> the quota it is over and how many of its records were refused (z2z.core.bridge.quota)
+    over_quota: dict[str, dict[str, Any]] = field(default_factory=dict)
     # counters for metrics; not part of status.json
     puts: int = 0
     flap_holds: int = 0
@@ -102,6 +104,8 @@ class GatewayStatus:
         role = "bridging" if self.bridging else (st["state"] if st else "idle")
         stage = f"stage {st['stage']}, " if st else ""
         counts = f"{len(self.exported)} exported, {len(self.imported)} imported"
+        if self.over_quota:
+            counts += f", {len(self.over_quota)} site(s) over quota"
         return ready, f"{stage}{role} via {self.bridging_via}: {counts}"
 
 
