@@ -21,6 +21,9 @@ Benchmarks:
   real processes (root).
 * ``soak``     — `bench.soak`: minutes of a hostile link and a lying rendezvous,
   memory sampled (root).
+* ``scale``    — `bench.scale`: 1,000 services from one site, then 5,000 from 20 sites
+  into one gateway; time to visible, RSS, steady CPU, DNS-SD q/s at 5,000 (root;
+  ``--scale-short`` for a quick run).
 
 Each benchmark's table replaces the text between ``<!-- bench:NAME:begin -->`` and
 ``<!-- bench:NAME:end -->`` in docs/performance.md, headed by the date, machine and
@@ -44,7 +47,7 @@ from typing import Any
 from bench.common import REPO, environment
 
 DOC = REPO / "docs" / "performance.md"
-NAMES = ("latency", "memory", "dns", "freshness", "simulate", "formation", "failover", "soak")
+NAMES = ("latency", "memory", "dns", "freshness", "simulate", "formation", "failover", "soak", "scale")
 SIM_GATEWAYS, SIM_ISLANDS = 10_000, 1_000
 
 
@@ -126,6 +129,13 @@ def run_soak(a: argparse.Namespace) -> tuple[str, Any]:
     return soak.markdown(out), out
 
 
+def run_scale(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import scale
+
+    out = scale.run(**scale.sizes(a.scale_short))
+    return scale.markdown(out), out
+
+
 RUNNERS: dict[
     str, tuple[Callable[[argparse.Namespace], tuple[str, Any]], Callable[[argparse.Namespace], str]]
 ] = {
@@ -146,6 +156,7 @@ RUNNERS: dict[
     ),
     "failover": (run_failover, lambda a: f"python -m bench.failover --trials {a.failover_trials}"),
     "soak": (run_soak, lambda a: f"python -m bench.soak --seconds {a.soak_seconds:g}"),
+    "scale": (run_scale, lambda a: "python -m bench.scale" + (" --short" if a.scale_short else "")),
 }
 
 
@@ -177,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dns-trials", type=int, default=5)
     p.add_argument("--dns-duration", type=float, default=3.0, help="seconds per dnsperf trial")
     p.add_argument("--freshness-trials", type=int, default=10, help="DNS freshness trials (default 10)")
+    p.add_argument("--scale-short", action="store_true", help="scale: 200 + 400 services, not 1,000 + 4,000")
     p.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     p.add_argument("--json", type=Path, help="also write every result here")
     a = p.parse_args(argv)
