@@ -1,4 +1,4 @@
-"""A site over its quota shows in status.json, `z2z status`, the metrics and one log line."""
+"""A site over its quota shows in status.json, `z2z status`, the metrics, the status page and one log line."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from z2z.app.cli import main
 from z2z.app.config import build
 from z2z.app.gateway import Gateway
 from z2z.app.metrics import Metrics
+from z2z.app.web import render_status_html
 
 
 async def test_quota_overflow_is_reported_everywhere(
@@ -55,6 +56,9 @@ async def test_quota_overflow_is_reported_everywhere(
         text = Metrics(b.status).render().decode()
         assert 'z2z_site_over_quota{reason="quota-services",site="campus-a"} 1.0' in text
         assert 'z2z_quota_refused_records{reason="quota-services",site="campus-a"} 3.0' in text
+
+        page = render_status_html(b.status().as_json())
+        assert "OVER QUOTA: campus-a" in page and "max-services-per-site (2/2)" in page
 
         b._write_status()
         capsys.readouterr()
