@@ -31,7 +31,7 @@ from z2z.app.config import GatewayConfig, reload_diff
 from z2z.app.dnsfront import dns_services, make_dns_server
 from z2z.app.executors import stoppable_job
 from z2z.app.leadership import LeadersDht, Leadership
-from z2z.app.status import GatewayStatus, LeaderStatus, ServiceStatus, write_status_file
+from z2z.app.status import GatewayStatus, LeaderStatus, ReportPacer, ServiceStatus, write_status_file
 from z2z.app.systemd import ServiceNotifier
 from z2z.app.web import HttpServer, serve_fronts
 from z2z.core.bridge import Bridge, BridgeSettings
@@ -204,9 +204,17 @@ class Gateway:
         async def save_state() -> None:
             self._save_state()
 
-        async def report() -> None:
-            self._write_status()
-            self.notify_systemd()
+        pacer = ReportPacer()
+
+        async def report() -> None:  # one snapshot for both; paced at scale (ReportPacer)
+            now = time.monotonic()
+            if not pacer.due(now):
+                return
+            started = time.thread_time()
+            status = self.status()
+            self._write_status(status=status)
+            self.notifier.update(*status.systemd_summary())
+            pacer.done(now, time.thread_time() - started)
 
         for job, every in ((tick, 1.0), (save_state, 10.0), (report, 1.0)):
             scheduler.add_job(job, "interval", seconds=every, coalesce=True, max_instances=1, id=job.__name__)
@@ -389,9 +397,9 @@ class Gateway:
             flap_holds=bridge.stats.damped,
         )
 
-    def _write_status(self, stopped: bool = False) -> None:
+    def _write_status(self, stopped: bool = False, status: GatewayStatus | None = None) -> None:
         try:
-            write_status_file(self.config.state_dir, self.status(), stopped=stopped)
+            write_status_file(self.config.state_dir, status or self.status(), stopped=stopped)
         except OSError as exc:
             log.debug("cannot write status: %s", exc)
 

@@ -63,17 +63,23 @@ def save(state_dir: str | os.PathLike[str], state: GatewayState) -> None:
     write_json(state_dir, _FILE, {"node": state.node, "last_seq": state.last_seq})
 
 
-def write_json(state_dir: str | os.PathLike[str], name: str, doc: object) -> None:
-    """Write `doc` as JSON to <state_dir>/<name>: temp file, fsync, rename."""
+def write_json(state_dir: str | os.PathLike[str], name: str, doc: object, *, durable: bool = True) -> None:
+    """Write `doc` as JSON to <state_dir>/<name>: temp file, fsync, rename.
+
+    `durable=False` (status.json, rewritten every second): compact JSON, which
+    json's C encoder writes (``indent`` falls back to the pure-Python one), and no
+    fsync; the rename still makes each version appear whole.
+    """
     path = Path(state_dir)
-    data = json.dumps(doc, indent=1).encode()
+    data = (json.dumps(doc, indent=1) if durable else json.dumps(doc, separators=(",", ":"))).encode()
     try:
         fd, tmp = tempfile.mkstemp(dir=path, prefix=".state-")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    os.fsync(fh.fileno())
             os.replace(tmp, path / name)
         except BaseException:
             os.unlink(tmp)

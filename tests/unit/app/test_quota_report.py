@@ -70,3 +70,32 @@ async def test_quota_overflow_is_reported_everywhere(
         assert "every site within its quotas" in capsys.readouterr().out
     finally:
         await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_status_json_is_what_asdict_gives_and_reports_are_paced(tmp_path: Path) -> None:
+    """status.json is built without asdict's deep copy (costly at thousands of services)."""
+    from dataclasses import asdict
+
+    from z2z.app.status import ReportPacer
+
+    dht = MemoryDht()
+    flags = {"site": "campus-a", "type": (T,), "state-dir": str(tmp_path), "election": False, "public": True}
+    gw = Gateway(build({}, flags), MemoryLink(), MemoryRendezvous(dht))
+    await gw.start()
+    try:
+        for i in range(3):
+            gw.service_up(replace(PRINTER, instance=f"Printer {i}"))
+        await until(lambda: len(gw.bridge.exports()) == 3)
+        status = gw.status()
+        full = asdict(status)
+        for name in ("puts", "flap_holds"):
+            del full[name]
+        assert status.as_json() == full
+    finally:
+        await gw.stop()
+    pacer = ReportPacer(every=1.0, share=0.02)
+    assert pacer.due(0.0)
+    pacer.done(0.0, 0.001)  # cheap: every second
+    assert not pacer.due(0.4) and pacer.due(1.0)
+    pacer.done(1.0, 0.1)  # 100 ms a report: at most 2 % of a core, so every 5 s
+    assert not pacer.due(5.0) and pacer.due(5.6)
