@@ -279,7 +279,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"{'met' if rss_b <= IMPORTER_RSS_TARGET_MIB else 'MISSED'}), steady CPU ≤ "
         f"{IMPORTER_CPU_TARGET_PCT:g} % ({cpu_b:.1f}: "
         f"{'met' if cpu_b <= IMPORTER_CPU_TARGET_PCT else 'MISSED'}). "
-        f"A's kernel drops during the burst: {one['kernel_drops_A']}; B's status: {r['B_status']}.",
+        f"Still listed on B's link after the steady window: {r['still_visible']:,} of {r['total']:,}. "
+        f"A's kernel drops (whole run): {one['kernel_drops_A']}; B's status: {r['B_status']}.",
     ]
     if "dns" in r:
         best = {k: v for k, v in r["dns"]["runs"].items() if k.startswith("z2z")}
