@@ -3,7 +3,6 @@ only after drops (continuous querying is avahi-daemon's own)."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import socket
 
@@ -40,19 +39,3 @@ def test_the_avahi_reconciler_fires_only_after_drops(caplog: pytest.LogCaptureFi
     assert r.due(40, 200_000.0)
     warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
     assert len(warnings) == 1 and "net.core.rmem_default" in warnings[0]  # one line, then only counted
-
-
-def test_re_queries_back_off_while_drops_go_on_and_are_quick_again_after_a_quiet_minute() -> None:
-    from z2z.adapters.link.rcvbuf import Reconciler
-
-    r = Reconciler(first=3600.0, longest=3600.0, after_drops=5.0)
-    r.due(0, 0.0)
-    fired, drops = [], 0
-    for t in range(1, 400):  # drops every second for 400 s: a flooded link
-        drops += 10
-        if r.due(drops, float(t)):
-            fired.append(t)
-    gaps = [b - a for a, b in itertools.pairwise(fired)]
-    assert gaps[:4] == [5, 10, 20, 40] and max(gaps) <= 300
-    assert not any(r.due(drops, float(t)) for t in range(400, 470))  # quiet
-    assert r.due(drops + 1, 470.0) and r.due(drops + 2, 475.0)  # a new burst: 5 s apart again

@@ -24,8 +24,6 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 RECEIVE_BUFFER = 4 * 1024 * 1024
-MAX_DROP_GAP = 300.0  # longest wait between re-queries while drops go on
-QUIET_RESET = 60.0  # this long without drops ends a burst
 PROC_UDP = (Path("/proc/net/udp"), Path("/proc/net/udp6"))
 
 
@@ -109,12 +107,6 @@ class Reconciler:
         self._last_query = float("-inf")
         self._logged = False
         self.queries = 0
-        # Re-queries after drops: `after_drops` apart, doubling while drops go on (a query
-        # on a flooded link adds to the flood), back to `after_drops` after a quiet minute.
-        self._gap = after_drops
-        self._streak = 0
-        self._drops_at_query = 0
-        self._last_drop_at = float("-inf")
 
     def due(self, drops: int, now: float) -> bool:
         if self._baseline is None:
@@ -134,13 +126,10 @@ class Reconciler:
                 fresh,
                 self.hint,
             )
-            if now - self._last_drop_at >= QUIET_RESET:
-                self._gap, self._streak = self.after_drops, 0  # a new burst: quick again
-            self._last_drop_at = now
             self.period = self.first  # busy link: start the slow schedule afresh
-            if now - self._last_query >= self._gap:
+            if now - self._last_query >= self.after_drops:
                 return self._fire(now)
-            self.next_at = min(self.next_at, self._last_query + self._gap)
+            self.next_at = min(self.next_at, self._last_query + self.after_drops)
         if now >= self.next_at:
             fired = self._fire(now)
             self.period = min(self.period * 2, self.longest)
@@ -149,11 +138,6 @@ class Reconciler:
         return False
 
     def _fire(self, now: float) -> bool:
-        if self.drops > self._drops_at_query:  # drops go on: back off (each query adds traffic too)
-            self._streak += 1
-            if self._streak >= 2:
-                self._gap = min(self._gap * 2, MAX_DROP_GAP)
-        self._drops_at_query = self.drops
         self._last_query = now
         self.queries += 1
         self.next_at = now + self.period
