@@ -28,6 +28,9 @@ Benchmarks:
   memory sampled (root).
 * ``upkeep``   — `bench.upkeep`: bytes/s per gateway by class (mDNS, DHT, REST proxy) at
   steady state, window after window, 0 and 100 services, both paths (root, nft).
+* ``scale``    — `bench.scale`: 1,000 services from one site, then 5,000 from 20 sites
+  into one gateway; time to visible, RSS, steady CPU, DNS-SD q/s at 5,000 (root;
+  ``--scale-short`` for a quick run).
 
 Each benchmark's table replaces the text between ``<!-- bench:NAME:begin -->`` and
 ``<!-- bench:NAME:end -->`` in docs/performance.md, headed by the date, machine and
@@ -64,6 +67,7 @@ NAMES = (
     "relay",
     "soak",
     "upkeep",
+    "scale",
 )
 SIM_GATEWAYS, SIM_ISLANDS = 10_000, 1_000
 
@@ -175,6 +179,13 @@ def run_upkeep(a: argparse.Namespace) -> tuple[str, Any]:
     return upkeep.markdown(out["results"]), out
 
 
+def run_scale(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import scale
+
+    out = scale.run(**scale.sizes(a.scale_short))
+    return scale.markdown(out), out
+
+
 RUNNERS: dict[
     str, tuple[Callable[[argparse.Namespace], tuple[str, Any]], Callable[[argparse.Namespace], str]]
 ] = {
@@ -211,6 +222,7 @@ RUNNERS: dict[
     ),
     "soak": (run_soak, lambda a: f"python -m bench.soak --seconds {a.soak_seconds:g}"),
     "upkeep": (run_upkeep, lambda a: f"python -m bench.upkeep --windows {a.upkeep_windows}"),
+    "scale": (run_scale, lambda a: "python -m bench.scale" + (" --short" if a.scale_short else "")),
 }
 
 
@@ -249,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--relay-trials", type=int, default=5, help="relay throughput rounds per path (default 5)")
     p.add_argument("--relay-short", action="store_true", help="the relay benchmark's quick mode")
     p.add_argument("--upkeep-windows", type=int, default=4, help="150-s windows per upkeep setup (default 4)")
+    p.add_argument("--scale-short", action="store_true", help="scale: 200 + 400 services, not 1,000 + 4,000")
     p.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     p.add_argument("--json", type=Path, help="also write every result here")
     a = p.parse_args(argv)

@@ -19,6 +19,7 @@ time many announce/goodbye cycles without paying for a process start each time:
     unregister NAME       goodbye for it
     {"cmd": "update", "name": NAME, "txt": ["k=v", ...], "port": 632}
                           change TXT and/or port of a registered instance
+    burst N PREFIX        announce N instances PREFIX0000 … at once (a busy link's burst)
     quit                  withdraw everything and exit (so does end of input)
 
 Lines starting with ``{`` are JSON commands; ``cmd`` may also be ``register`` or
@@ -199,7 +200,11 @@ async def control_loop(printer: Printer, stop: asyncio.Event) -> None:
             name = str(cmd.get("name", ""))
             if not name:
                 raise ValueError("missing name")
-            if verb == "register":
+            if verb == "burst":
+                count, _, prefix = name.partition(" ")
+                await asyncio.gather(*(printer.register(f"{prefix}{i:04d}") for i in range(int(count))))
+                emit("burst-done", count=int(count), prefix=prefix)
+            elif verb == "register":
                 await printer.register(name)
             elif verb == "unregister":
                 await printer.unregister(name)

@@ -589,6 +589,20 @@ class Bridging:
         await self.link.withdraw(service_type, instance)
 
     def _log_reject(self, reject: Reject) -> None:
+        if reject.site is not None:  # a quota: one line per site that goes over (z2z.core.bridge.quota)
+            over = self.bridge.overflows.get(reject.site)
+            if reject.went_over and over is not None:
+                log.warning(
+                    "site %s is over its quota (%s): %s; its further records are refused and only counted "
+                    "(status: over_quota; raise %s to take them)",
+                    reject.site,
+                    reject.reason,
+                    reject.detail,
+                    over.setting,
+                )
+            else:
+                log.debug("rejected (%s): %s", reject.reason, reject.detail)
+            return
         if reject.reason not in self._logged_rejects:
             self._logged_rejects.add(reject.reason)
             log.warning(

@@ -204,6 +204,7 @@ def show_status(args: argparse.Namespace) -> int:
         f"exported  {len(doc.get('exported', []))}: " + ", ".join(doc.get("exported", [])),
         f"imported  {len(doc.get('imported', []))}: " + ", ".join(doc.get("imported", [])),
         "rejected  " + (", ".join(f"{k}={v}" for k, v in sorted(doc.get("rejected", {}).items())) or "none"),
+        "quotas    " + (over_quota_summary(doc.get("over_quota") or {}) or "every site within its quotas"),
         f"site key  {doc.get('site_key') or '-'} ({'private' if doc.get('private') else 'public'} network)",
         "filtered  " + (", ".join(f"{k}={v}" for k, v in sorted(doc.get("filtered", {}).items())) or "none"),
         "flapping  " + (", ".join(doc.get("flapping", [])) or "none") + " (held by flap damping)",
@@ -225,6 +226,14 @@ def _relay_line(relay: dict[str, Any] | None) -> str:
     ]
     return f"relay     {relay.get('mode')}, endpoint {relay.get('endpoint') or '-'}; " + (
         ", ".join(routed) or "no import relayed"
+    )
+
+
+def over_quota_summary(over: dict[str, dict[str, Any]]) -> str:
+    """The sites over a quota, for `z2z status`: what they hold, the limit, how many refused."""
+    return "; ".join(
+        f"{site} OVER {e['setting']} ({e['held']}/{e['limit']}, {e['refused']} refused)"
+        for site, e in sorted(over.items())
     )
 
 

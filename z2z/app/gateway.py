@@ -32,7 +32,7 @@ from z2z.app.dnsfront import dns_services, make_dns_server
 from z2z.app.executors import stoppable_job
 from z2z.app.leadership import LEADER_TTL, REGISTER_EVERY, LeadersDht, Leadership
 from z2z.app.relay import Relay
-from z2z.app.status import GatewayStatus, LeaderStatus, ServiceStatus, StatusFile
+from z2z.app.status import GatewayStatus, LeaderStatus, ReportPacer, ServiceStatus, StatusFile
 from z2z.app.systemd import ServiceNotifier
 from z2z.app.web import HttpServer, serve_fronts
 from z2z.core.bridge import Bridge, BridgeSettings
@@ -215,10 +215,17 @@ class Gateway:
         async def save_state() -> None:
             self._save_state()
 
-        async def report() -> None:  # one snapshot a second; status.json is rewritten on change
+        pacer = ReportPacer()
+
+        async def report() -> None:  # one snapshot for both; paced at scale (ReportPacer)
+            now = time.monotonic()
+            if not pacer.due(now):
+                return
+            started = time.thread_time()
             status = self.status()
             self._write_status(status=status)
             self.notifier.update(*status.systemd_summary())
+            pacer.done(now, time.thread_time() - started)
 
         for job, every in ((tick, 1.0), (save_state, 10.0), (report, 1.0)):
             scheduler.add_job(job, "interval", seconds=every, coalesce=True, max_instances=1, id=job.__name__)
@@ -404,6 +411,7 @@ class Gateway:
             anti_entropy_full_gets=self.bridging.gate.full_gets,
             anti_entropy_skipped=self.bridging.gate.skipped,
             link_kernel_drops=int(getattr(self.link, "kernel_drops", 0)),
+            over_quota=bridge.overflows.snapshot(),
             puts=bridge.stats.puts,
             flap_holds=bridge.stats.damped,
             relay=self.relay.status() if self.relay is not None else None,

@@ -15,6 +15,8 @@ as they happen, in a histogram.  Scrapes are served on the gateway's event loop
     z2z_rendezvous_up, z2z_puts_total, z2z_info{site,network,node,version}
     z2z_flapping_services, z2z_flap_holds_total  flap damping (local services held)
     z2z_rendezvous_failures_total{condition}     failed proxy operations, by condition
+    z2z_site_over_quota{site,reason}             1 per site over a quota (its records refused)
+    z2z_quota_refused_records{site,reason}       records refused since that site went over
 """
 
 from __future__ import annotations
@@ -66,6 +68,22 @@ class _GatewayCollector(Collector):
         for reason, n in sorted(doc["rejected"].items()):
             rejected.add_metric([reason], n)
         yield rejected
+
+        over = GaugeMetricFamily(
+            "z2z_site_over_quota",
+            "1 for each site over a quota (its further records are refused), by the quota",
+            labels=["site", "reason"],
+        )
+        refused = GaugeMetricFamily(
+            "z2z_quota_refused_records",
+            "Records of a site over quota refused since it went over",
+            labels=["site", "reason"],
+        )
+        for site, entry in sorted(doc["over_quota"].items()):
+            over.add_metric([site, entry["reason"]], 1)
+            refused.add_metric([site, entry["reason"]], entry["refused"])
+        yield over
+        yield refused
 
         filtered = GaugeMetricFamily(
             "z2z_filtered_records", "Distinct records a filter rule stopped", labels=["rule"]

@@ -66,11 +66,13 @@ def save(state_dir: str | os.PathLike[str], state: GatewayState) -> None:
 def write_json(state_dir: str | os.PathLike[str], name: str, doc: object, *, durable: bool = True) -> None:
     """Write `doc` as JSON to <state_dir>/<name>: temp file, fsync, rename.
 
-    `durable` False skips the fsync (readers still never see a half-written file):
-    for snapshots a power cut may lose, which then need not wear an SD card.
+    `durable=False` (snapshots such as status.json, which a power cut may lose): compact
+    JSON, which json's C encoder writes (``indent`` falls back to the pure-Python one),
+    and no fsync, which on a Pi wears the SD card; the rename still makes each version
+    appear whole.
     """
     path = Path(state_dir)
-    data = json.dumps(doc, indent=1).encode()
+    data = (json.dumps(doc, indent=1) if durable else json.dumps(doc, separators=(",", ":"))).encode()
     try:
         fd, tmp = tempfile.mkstemp(dir=path, prefix=".state-")
         try:

@@ -205,7 +205,11 @@ def render_status_html(doc: dict[str, Any], now: float | None = None) -> str:
         ["kind", "reason or rule", "records"],
         [["rejected", k, v] for k, v in sorted((doc.get("rejected") or {}).items())]
         + [["filtered", k, v] for k, v in sorted((doc.get("filtered") or {}).items())]
-        + [["rendezvous failed", k, v] for k, v in sorted((doc.get("rendezvous_failures") or {}).items())],
+        + [["rendezvous failed", k, v] for k, v in sorted((doc.get("rendezvous_failures") or {}).items())]
+        + [
+            [f"OVER QUOTA: {site}", f"{e['setting']} ({e['held']}/{e['limit']})", e["refused"]]
+            for site, e in sorted((doc.get("over_quota") or {}).items())
+        ],
         "nothing rejected or filtered",
     )
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now if now is not None else doc.get("time", 0)))

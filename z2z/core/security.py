@@ -52,9 +52,12 @@ OVERHEAD = len(MAGIC) + NONCE_BYTES + KEY_BYTES + SIG_BYTES + TAG_BYTES  # 128 b
 MAX_SEALED_BYTES = MAX_BODY_BYTES + OVERHEAD
 _SIG_CONTEXT = b"z2z/v2/sig\0"
 
-DEFAULT_MAX_SERVICES = 512
-DEFAULT_MAX_BYTES = 256 * 1024
+# Sized for big campuses: one site exports 1,000 services (twice that fits, tombstones
+# count too) and a gateway imports 5,000 from 20 sites (docs/performance.md, bench/scale.py).
+DEFAULT_MAX_SERVICES = 2048
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024  # 2 KiB a service; a typical value body is < 1 KiB
 DEFAULT_MAX_SITES = 256
+DEFAULT_MAX_IMPORTS = 10_000  # services (and tombstones) imported from all sites together
 DEFAULT_MAX_KNOWN_SITES = 1024
 TRUST_MODES = ("tofu", "explicit")
 
@@ -400,6 +403,7 @@ class ImportRules:
     sites: Mapping[str, SiteLimits] = field(default_factory=dict)
     default: SiteLimits = SiteLimits()
     max_sites: int = DEFAULT_MAX_SITES
+    max_imports: int = DEFAULT_MAX_IMPORTS
 
     def limits(self, site: str) -> SiteLimits:
         """The site's own entry, else the ``"*"`` entry, else `default`."""

@@ -46,6 +46,27 @@ def socket_inode(sock: socket.socket) -> int:
     return os.fstat(sock.fileno()).st_ino
 
 
+def port_drops(port: int = 5353, tables: Iterable[Path] = PROC_UDP) -> int:
+    """Datagrams the kernel dropped on every UDP socket bound to `port` in this network namespace.
+
+    For the Avahi backend: the mDNS sockets are avahi-daemon's, not ours, and their
+    inodes cannot be told from its file descriptors without its privileges, but
+    /proc/net/udp{,6} lists every socket of the namespace with its local port.
+    """
+    total = 0
+    for table in tables:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # sl local_address(hex addr:hex port) ... drops (13th field)
+            if len(fields) >= 13 and fields[1].rpartition(":")[2] == f"{port:04X}" and fields[12].isdigit():
+                total += int(fields[12])
+    return total
+
+
 def socket_drops(inodes: Iterable[int], tables: Iterable[Path] = PROC_UDP) -> int:
     """Datagrams the kernel dropped on these sockets (full buffer), from /proc/net/udp{,6}."""
     wanted = set(inodes)
@@ -70,8 +91,15 @@ class Reconciler:
     it answers True when a reconciliation query should go out now.
     """
 
-    def __init__(self, first: float = 60.0, longest: float = 3600.0, after_drops: float = 5.0) -> None:
+    def __init__(
+        self,
+        first: float = 60.0,
+        longest: float = 3600.0,
+        after_drops: float = 5.0,
+        hint: str = "raise net.core.rmem_max",
+    ) -> None:
         self.first, self.longest, self.after_drops = first, longest, after_drops
+        self.hint = hint  # what the admin can do, in the one log line
         self.period = first
         self.next_at: float | None = None
         self.drops = 0  # seen so far (the metric)
@@ -93,9 +121,10 @@ class Reconciler:
             self._logged = True
             log.log(
                 level,
-                "the kernel dropped %d mDNS datagrams (receive buffer full: raise net.core.rmem_max); "
+                "the kernel dropped %d mDNS datagrams (receive buffer full: %s); "
                 "re-querying the link; further drops are only counted",
                 fresh,
+                self.hint,
             )
             self.period = self.first  # busy link: start the slow schedule afresh
             if now - self._last_query >= self.after_drops:

@@ -26,6 +26,7 @@ from z2z.core.policy import Policy
 from z2z.core.records import host_label
 from z2z.core.security import (
     DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_IMPORTS,
     DEFAULT_MAX_SERVICES,
     DEFAULT_MAX_SITES,
     TRUST_MODES,
@@ -469,9 +470,11 @@ class GatewayConfig:
         metavar="N",
         argtype=int,
         doc=(
-            "Most services (and tombstones) held from one site; more are refused. Also caps the "
-            "services tracked on this link (a device announcing thousands of names cannot exhaust "
-            "memory)."
+            "Most services (and tombstones) held from one site; more are refused, and the site is "
+            "shown over its quota (`z2z status`, status.json `over_quota`, the metric "
+            "`z2z_site_over_quota`, one log line). Also caps the services tracked on this link (a "
+            "device announcing thousands of names cannot exhaust memory). The default fits a campus "
+            "exporting 1,000 services twice over."
         ),
     )
     max_bytes_per_site: int = setting(
@@ -479,7 +482,7 @@ class GatewayConfig:
         check=c.number(1024, 1 << 30, int),
         metavar="N",
         argtype=int,
-        doc="Most bytes of values held from one site; more are refused.",
+        doc="Most bytes of values held from one site (about 2 KiB a service); more are refused, as above.",
     )
     max_sites: int = setting(
         default=DEFAULT_MAX_SITES,
@@ -541,6 +544,17 @@ class GatewayConfig:
         argtype=float,
         doc="A relayed stream with no byte either way for this long is closed.",
     )
+    max_imported_services: int = setting(
+        default=DEFAULT_MAX_IMPORTS,
+        check=c.number(1, 10_000_000, int),
+        metavar="N",
+        argtype=int,
+        doc=(
+            "Most services (and tombstones) imported from all sites together: the bound on this "
+            "gateway's memory and on the proxies it publishes. The default fits 5,000 services from "
+            "20 sites twice over."
+        ),
+    )
 
     def policy(self) -> Policy:
         """The filters as the bridge applies them."""
@@ -563,7 +577,7 @@ class GatewayConfig:
             site: replace(default, allow=parse_prefixes(prefixes))
             for site, prefixes in self.site_allow.items()
         }
-        return ImportRules(own_addresses, sites, default, self.max_sites)
+        return ImportRules(own_addresses, sites, default, self.max_sites, self.max_imported_services)
 
 
 SETTINGS: dict[str, Setting] = {

@@ -47,6 +47,9 @@ class Reject:
 
     reason: str
     detail: str
+    # For a quota refusal: the site over its quota (z2z.core.bridge.quota), logged once per site.
+    site: str | None = None
+    went_over: bool = False  # this refusal put the site over (log it; later ones are only counted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from itertools import islice
 
 from z2z.core.bridge.actions import Action, Damped, Publish, Put, Reject, TrustNews, Withdraw
 from z2z.core.bridge.imports import Import, ImportTable
+from z2z.core.bridge.quota import QUOTA_SETTINGS, Overflows
 from z2z.core.flap import FlapDamper
 from z2z.core.policy import FilterStats, Policy
 from z2z.core.records import (
@@ -128,6 +129,7 @@ class Bridge:
         # (site, type, instance) -> (seq, expiry) of withdrawn versions kept outside the quotas.
         self._graveyard: OrderedDict[tuple[str, str, str], tuple[int, float]] = OrderedDict()
         self.stats = BridgeStats()
+        self.overflows = Overflows()  # sites over a quota, for status (never cut silently)
         self._flaps = FlapDamper(settings.flap_half_life)  # local services, by (type, instance)
         self._import_flaps = FlapDamper(settings.flap_half_life)  # imports, by (site, type, instance)
         self._changes: Counter[tuple[str, ...]] = Counter()  # per held key, changes swallowed
@@ -186,15 +188,12 @@ class Bridge:
         except RecordError as exc:
             return [self._reject("bad-local-service", f"{service.instance!r}: {exc}")]
         previous = self._local.get(service.key)
-        if previous is None and len(self._local) >= self.settings.rules.default.max_services:
+        limit = self.settings.rules.default.max_services
+        if previous is None and len(self._local) >= limit:
             # A device announcing thousands of names: receivers would refuse them anyway.
-            return [
-                self._reject(
-                    "local-quota",
-                    f"{service.instance!r}: already {len(self._local)} "
-                    "services on this link (max-services-per-site)",
-                )
-            ]
+            return [self._quota_reject(self.settings.site, "local-quota", service.instance, now)]
+        if previous is None and self.settings.site in self.overflows:
+            self.overflows.fits(self.settings.site)
         self._local[service.key] = service
         actions = self._make_room(service.type, service.instance)
         if previous != service and (previous is not None or service.key in self._flaps):
@@ -385,7 +384,7 @@ class Bridge:
                 return news
             over = self._over_quota(env.site, ikey, size)
             if over is not None:
-                return [*news, self._reject(over, f"{env.site}/{env.service.instance}")]
+                return [*news, self._quota_reject(env.site, over, env.service.instance, now, size)]
             entry = Import(env.seq, expires, None, size=size)
             self._imports[ikey] = entry
             if known is not None and known.published is not None and self.active:
@@ -404,7 +403,9 @@ class Bridge:
         if over in ("quota-services", "quota-bytes"):
             over = self._make_quota_room(env.site, ikey, size)
         if over is not None:  # what was imported before stays as it is
-            return [*news, self._reject(over, f"{env.site}/{env.service.instance}")]
+            return [*news, self._quota_reject(env.site, over, env.service.instance, now, size)]
+        if known is None and env.site in self.overflows:
+            self.overflows.fits(env.site)  # a new service of this site fits again
         self._graveyard.pop(ikey, None)
         origin = replace(env.service, addresses=addresses)
         entry = Import(env.seq, expires, origin, size=size, digest=digests.content_digest(origin))
@@ -458,6 +459,8 @@ class Bridge:
                 return "quota-sites"
             if entries + 1 > limits.max_services:
                 return "quota-services"
+            if self._imports.entries + 1 > rules.max_imports:
+                return "quota-total"
         if used - (old.size if old is not None else 0) + size > limits.max_bytes:
             return "quota-bytes"
         return None
@@ -538,6 +541,8 @@ class Bridge:
         """
         old = self.settings
         self.settings = replace(settings, site=old.site, network=old.network, node=old.node)
+        if self.settings.rules != old.rules:
+            self.overflows.clear()  # the refused values are handled again (z2z.app.bridging.forget_seen)
         self.policy = self.settings.effective_policy()
         self._flaps.half_life = self._import_flaps.half_life = self.settings.flap_half_life
         actions: list[Action] = []
@@ -658,6 +663,28 @@ class Bridge:
                 actions.append(Withdraw(imp.published.type, imp.published.instance, site))
                 imp.published = None
         return actions
+
+    def _quota_reject(self, site: str, reason: str, instance: str, now: float, size: int = 0) -> Reject:
+        """Refuse a record for `site`'s quota: counted, and the site marked over it (never silent)."""
+        rules = self.settings.rules
+        entries, used = self._imports.usage.get(site, (0, 0))
+        held, limit = {
+            "local-quota": (len(self._local), rules.default.max_services),
+            "quota-services": (entries, rules.limits(site).max_services),
+            "quota-bytes": (used + size, rules.limits(site).max_bytes),
+            "quota-sites": (len(self._imports.usage), rules.max_sites),
+            "quota-total": (self._imports.entries, rules.max_imports),
+        }[reason]
+        went_over = self.overflows.refused(site, reason, held, limit, now)
+        unit = "bytes" if reason == "quota-bytes" else "services" if reason != "quota-sites" else "sites"
+        where = (
+            "on this link"
+            if reason == "local-quota"
+            else "imported" + ("" if reason in ("quota-sites", "quota-total") else f" from {site}")
+        )
+        detail = f"{site}/{instance!r}: {held} {unit} {where}, {QUOTA_SETTINGS[reason]} = {limit}"
+        self.stats.rejected[reason] += 1
+        return Reject(reason, detail, site, went_over)
 
     def _reject(self, reason: str, detail: str) -> Reject:
         self.stats.rejected[reason] += 1

@@ -27,11 +27,13 @@ class ImportTable(dict[tuple[str, str, str], Import]):
     def __init__(self) -> None:
         super().__init__()
         self.usage: dict[str, list[int]] = {}  # site -> [entries, bytes]
+        self.entries = 0  # all sites together, for the total import cap
 
     def _account(self, site: str, entries: int, size: int) -> None:
         use = self.usage.setdefault(site, [0, 0])
         use[0] += entries
         use[1] += size
+        self.entries += entries
         if use[0] <= 0:
             del self.usage[site]
 
@@ -59,3 +61,4 @@ class ImportTable(dict[tuple[str, str, str], Import]):
     def clear(self) -> None:
         super().clear()
         self.usage.clear()
+        self.entries = 0

@@ -25,9 +25,9 @@ from z2z.adapters.link.avahi.bus import (
     _GLibThread,
     _Gone,
 )
-from z2z.adapters.link.avahi.discovery import _Discovery
 from z2z.adapters.link.avahi.names import Scope, select_scopes
 from z2z.adapters.link.avahi.publishing import PUBLISH_TIMEOUT, _Publishing
+from z2z.adapters.link.avahi.reconcile import _Reconcile, avahi_reconciler
 from z2z.adapters.link.base import KeyedLocks, LinkError, LinkListener, call_safely, subtypes_by_type
 from z2z.core.records import RecordError, normalize_type
 
@@ -41,7 +41,7 @@ STALE_GRACE = 5.0
 AWAY_GRACE = 60.0
 
 
-class AvahiLink(_Discovery, _Publishing):
+class AvahiLink(_Reconcile, _Publishing):
     """A `LinkBackend` on avahi-daemon's D-Bus API (see the module docstring).
 
     `interfaces` are names (``lan0``) or addresses, as for `ZeroconfLink`; empty
@@ -84,6 +84,7 @@ class AvahiLink(_Discovery, _Publishing):
         self._own = set()  # (type, instance) keys of names in use here
         self._locks = KeyedLocks()
         self._background = set()
+        self.reconciler = avahi_reconciler()  # kernel drops on the mDNS sockets (.reconcile)
 
     # -- introspection (tests, status) ---------------------------------------
 
@@ -136,6 +137,7 @@ class AvahiLink(_Discovery, _Publishing):
         except (_Gone, _AvahiError) as exc:
             await self.close()
             raise LinkError(f"avahi-daemon refused to browse: {exc}") from None
+        self._spawn(self._reconcile_loop(), "z2z-avahi-reconcile")
         log.info(
             "avahi link up (%s, daemon %s) on %s, browsing %s",
             self._version,
