@@ -553,6 +553,8 @@ class ZeroconfLink:
                 fq_type,
                 name,
                 port=service.port,
+                weight=service.weight,
+                priority=service.priority,
                 properties=encode_txt(service.txt),  # bytes: sent as the TXT rdata verbatim
                 server=f"{service.host}{LOCAL_SUFFIX}",  # never let it default to the name
                 addresses=[ipaddress.ip_address(a).packed for a in service.addresses],

@@ -28,7 +28,7 @@ from z2z.adapters.link.avahi.names import (
     TYPE_TXT,
     escape_label,
     parse_address,
-    parse_srv,
+    parse_srv_fields,
 )
 from z2z.adapters.link.avahi.state import _LinkState
 from z2z.adapters.link.base import call_safely, learned_subtypes, service_key
@@ -268,7 +268,7 @@ class _Discovery(_LinkState):
         if srv is None:
             return
         try:
-            port, labels = parse_srv(srv)
+            priority, weight, port, labels = parse_srv_fields(srv)
             host_label = labels[0].decode("utf-8")
             fqdn = ".".join(escape_label(lbl.decode("utf-8")) for lbl in labels).lower()
         except (ValueError, UnicodeDecodeError) as exc:
@@ -298,8 +298,9 @@ class _Discovery(_LinkState):
         try:
             subtypes = learned_subtypes(self._subtypes_seen.get(key, {}))
             service = Service(
-                found.type, found.instance, host_label, port, parse_txt(txt), addresses, subtypes
-            )
+                found.type, found.instance, host_label, port, parse_txt(txt), addresses, subtypes,
+                priority, weight,
+            )  # fmt: skip
         except ValueError as exc:
             if self._listener is not None:
                 call_safely(self._listener.service_refused, found.instance, str(exc))
