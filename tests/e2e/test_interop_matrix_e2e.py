@@ -281,7 +281,8 @@ def test_interop_matrix(testbed: Testbed, mdns: str) -> None:
         wait_for("every publisher's printer in avahi-browse on B", every_printer, timeout=60, every=1.0)
     except AssertionError:
         print(
-            f"avahi-browse on B lists {sorted(last)}; on A: {[s['instance'] for s in browse(tb, 'a-printer')]}"
+            f"avahi-browse on B lists {sorted(last)};"
+            f" on A: {[s['instance'] for s in browse(tb, 'a-printer')]}"
         )
         raise
     print(f"{mdns}: {len(wanted)} printers on B {time.monotonic() - t0:.1f} s after A published")
