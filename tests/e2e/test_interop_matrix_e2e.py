@@ -223,6 +223,7 @@ def seen_by_clients(tb: Testbed, watch: Proc) -> dict[str, dict[str, dict[str, A
                 "port": e["port"],
                 "txt": e["txt"],
                 "subtypes": [],
+                "srv": (e["priority"], e["weight"]),
             }
     for e in raw.events():
         if e["event"] == "found" and e["browsed"] == SUB:
