@@ -10,8 +10,9 @@ addresses unchanged:
   python-zeroconf writes it, mended by `LabelSafeZeroconf`, read with dnslib,
   and its subtype PTRs.
 
-The interop matrix on the testbed (every publisher x every client) is still to
-come; this is the part that needs no sockets.
+The interop matrix on the testbed (every publisher x every client, both link
+backends) is tests/e2e/test_interop_matrix_e2e.py; this is the part that needs
+no sockets.
 """
 
 from __future__ import annotations
