@@ -8,7 +8,7 @@ RUN_ARGS ?=
 PI_ARGS ?=
 FUZZ_RUNS ?= 100000
 
-.PHONY: install run test test-unit lint bench fuzz clean system pi-check systemd-check fresh-check
+.PHONY: install run test test-unit lint bench fuzz clean system npm-tools pi-check systemd-check fresh-check
 
 $(BIN)/z2z: pyproject.toml
 	$(PYTHON) -m venv --system-site-packages $(VENV)
@@ -18,13 +18,23 @@ $(BIN)/z2z: pyproject.toml
 
 install: $(BIN)/z2z
 
+# The independent mDNS stacks from the npm registry that the interop matrix runs
+# (tests/tools/npm: versions pinned by package-lock.json).  npm ci runs only when the
+# lock changed, so once installed `make test` needs no network for them.
+NPM_TOOLS := tests/tools/npm
+$(NPM_TOOLS)/node_modules/.package-lock.json: $(NPM_TOOLS)/package.json $(NPM_TOOLS)/package-lock.json
+	cd $(NPM_TOOLS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+npm-tools: $(NPM_TOOLS)/node_modules/.package-lock.json
+
 run: install
 	$(BIN)/z2z run $(RUN_ARGS)
 
 # As root on Debian: first installs the Debian packages the tests drive (a second when
 # nothing is missing), then builds the venv, then runs everything.
 test: system
-	@$(MAKE) --no-print-directory install
+	@$(MAKE) --no-print-directory install npm-tools
 	$(BIN)/ruff check z2z tests bench fuzz
 	$(BIN)/ruff format --check z2z tests bench fuzz
 	$(BIN)/mypy z2z
@@ -71,4 +81,4 @@ fresh-check:
 	python3 tests/platform/fresh_check.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NPM_TOOLS)/node_modules

@@ -30,6 +30,8 @@ packages=(
     unbound             # a real campus resolver in front of the DNS front end (own config, in a namespace)
     systemd             # systemd-analyze verify for contrib/z2z.service
     chromium            # headless browser test of the status page
+    nodejs              # runs the npm mDNS stacks of the interop matrix (tests/tools/npm)
+    mdns-scan           # an independent mDNS browser in the interop matrix
     python3             # Debian's python3 (3.11); the venv sees its system packages
     python3-venv        # `python3 -m venv` with ensurepip
     python3-pip
@@ -54,6 +56,9 @@ missing_packages() {
     for p in "${packages[@]}"; do
         grep -qx -- "$p" <<<"$installed" || echo "$p"
     done
+    # npm (make npm-tools): Debian's package, unless the nodejs in place ships its own
+    # (NodeSource's nodejs provides and conflicts with Debian's npm).
+    command -v npm >/dev/null || echo npm
 }
 mapfile -t missing < <(missing_packages)
 

@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="address for the host record (repeatable); default: the interface's addresses",
     )
     p.add_argument("--host", default="printer", help="host label; '.local.' is added")
+    p.add_argument("--priority", type=int, default=0, help="SRV priority (RFC 2782)")
+    p.add_argument("--weight", type=int, default=0, help="SRV weight (RFC 2782)")
     p.add_argument("--no-probe", action="store_true", help="skip probing (faster announce)")
     p.add_argument("--control", action="store_true", help="also read commands from stdin")
     add_link_args(p)
@@ -113,6 +115,8 @@ class Printer:
             self.type,
             f"{name}.{self.type}",
             port=port,
+            priority=self.args.priority,
+            weight=self.args.weight,
             properties=encode_txt(txt),
             server=self.server,
             parsed_addresses=self.addresses,

@@ -10,8 +10,9 @@ addresses unchanged:
   python-zeroconf writes it, mended by `LabelSafeZeroconf`, read with dnslib,
   and its subtype PTRs.
 
-The interop matrix on the testbed (every publisher x every client) is still to
-come; this is the part that needs no sockets.
+The interop matrix on the testbed (every publisher x every client, both link
+backends) is tests/e2e/test_interop_matrix_e2e.py; this is the part that needs
+no sockets.
 """
 
 from __future__ import annotations
@@ -34,9 +35,8 @@ from z2z.core.wire.envelope import Envelope, decode, encode
 CORPUS = json.loads((Path(__file__).resolve().parents[1] / "data" / "device_records.json").read_text())
 DOMAIN = "campus.example."
 # Real shapes z2z cannot carry yet, with the reason (a test that starts passing must be looked at).
-KNOWN_GAPS = {
-    "_device-info._tcp": "port 0 (Apple's _device-info, flagship _printer) is refused by records.validate",
-}
+# Port 0 (Apple's _device-info, the flagship _printer) was one; it is carried since.
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def _txt(entry: str) -> bytes:
@@ -52,6 +52,8 @@ def _service(rec: dict[str, Any]) -> Service:
         tuple(_txt(t) for t in rec["txt"]),
         tuple(rec["addresses"]),
         subtype_set(rec.get("subtypes", [])),
+        rec.get("priority", 0),
+        rec.get("weight", 0),
     )
 
 
@@ -68,6 +70,9 @@ def _cases() -> list[Any]:
 
 
 def test_the_corpus_covers_what_the_issue_lists() -> None:
+    assert any(rec["port"] == 0 for rec in CORPUS["services"])
+    assert any(rec.get("priority") or rec.get("weight") for rec in CORPUS["services"])
+    assert CORPUS["not_carried"] == []
     types = {rec["type"] for rec in CORPUS["services"]}
     assert {"_ipp._tcp", "_ipps._tcp", "_airplay._tcp", "_raop._tcp", "_googlecast._tcp",
             "_spotify-connect._tcp", "_sonos._tcp", "_hap._tcp", "_adisk._tcp", "_smb._tcp", "_daap._tcp",
@@ -99,7 +104,11 @@ def test_record_is_answered_unchanged_by_the_unicast_front_end(rec: dict[str, An
     ptr = ask(DNSLabel([*type_labels, *dom]), "PTR")
     assert [rr.rdata.label.label for rr in ptr.rr] == [instance.label]
     (srv,) = ask(instance, "SRV").rr
-    assert srv.rdata.port == service.port
+    assert (srv.rdata.port, srv.rdata.priority, srv.rdata.weight) == (
+        service.port,
+        service.priority,
+        service.weight,
+    )
     (txt,) = ask(instance, "TXT").rr
     assert [bytes(s) for s in txt.rdata.data] == (list(service.txt) or [b""])
     for sub in service.subtypes:
@@ -124,5 +133,6 @@ def test_record_leaves_python_zeroconf_unchanged(rec: dict[str, Any]) -> None:
     ptr, srv, txt = msg.rr
     assert ptr.rdata.label.label == whole and srv.rname.label == whole
     assert (srv.rdata.port, srv.rdata.target.label) == (service.port, (service.host.encode(), b"local"))
+    assert (srv.rdata.priority, srv.rdata.weight) == (service.priority, service.weight)
     assert [bytes(s) for s in txt.rdata.data] == (list(service.txt) or [b""])
     assert sorted(str(rr.rdata) for rr in msg.ar) == sorted(service.addresses)

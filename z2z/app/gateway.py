@@ -20,7 +20,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from z2z.adapters.dns import DnsSdServer
-from z2z.adapters.link.base import DynamicBrowsing, LinkBackend, LinkError
+from z2z.adapters.link.base import DynamicBrowsing, LinkBackend, LinkError, reload_subtypes
 from z2z.adapters.link.net import all_addresses, contact_address
 from z2z.adapters.rendezvous import EmbeddedRendezvous
 from z2z.adapters.rendezvous.base import Rendezvous
@@ -322,6 +322,8 @@ class Gateway:
         self.bridging.forget_seen()  # a value refused under the old policy may be accepted now
         ti = self.bridging.type_index
         ti.ttl, ti.refresh, ti.max_skew = config.ttl, config.refresh, config.max_skew
+        if self.started.is_set() and "subtypes" in changed:
+            self.bridging.tasks.spawn(reload_subtypes(self.link, config.subtypes), name="subtypes")
         if self.started.is_set():  # newly allowed values come with a full get
             self.bridging.follow_types()
             self.bridging.tasks.spawn(self.bridging.anti_entropy(), name="anti-entropy")

@@ -42,7 +42,10 @@ class Service:
     without domain (``printer``), `txt` the raw TXT strings in order and
     `addresses` textual IPv4/IPv6 addresses.  `subtypes` are the instance's
     DNS-SD subtype labels (``_universal`` for ``_universal._sub._ipp._tcp``,
-    RFC 6763 §7.1), sorted and unique (see `subtype_set`).
+    RFC 6763 §7.1), sorted and unique (see `subtype_set`).  `priority` and
+    `weight` are the SRV record's (RFC 2782; almost always 0).  `port` may be 0:
+    a service that is announced but not offered (Apple's ``_device-info._tcp``,
+    the Bonjour Printing Specification's "flagship" ``_printer._tcp``).
     """
 
     type: str
@@ -52,6 +55,8 @@ class Service:
     txt: tuple[bytes, ...] = ()
     addresses: tuple[str, ...] = ()
     subtypes: tuple[str, ...] = ()
+    priority: int = 0
+    weight: int = 0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -150,8 +155,11 @@ def validate(service: Service) -> Service:
         raise RecordError("instance name is not valid UTF-8")
     if len(service.instance.encode("utf-8")) > MAX_LABEL:
         raise RecordError(f"instance name longer than {MAX_LABEL} bytes")
-    if not 0 < service.port < 65536:
+    if not 0 <= service.port < 65536:
+        # Port 0 is a real shape: an instance announced for discovery only (_device-info._tcp).
         raise RecordError(f"port out of range: {service.port}")
+    if not (0 <= service.priority < 65536 and 0 <= service.weight < 65536):
+        raise RecordError(f"SRV priority/weight out of range: {service.priority}/{service.weight}")
     if sum(len(t) + 1 for t in service.txt) > MAX_TXT_BYTES:
         raise RecordError(f"TXT record larger than {MAX_TXT_BYTES} bytes")
     if any(len(t) > 255 for t in service.txt):
@@ -220,7 +228,12 @@ def service_to_rrs(service: Service, ttl: int = 120, domain: str = LOCAL_DOMAIN)
             RR(_name(sub, SUB, *_type_labels(service.type), *dom), QTYPE.PTR, ttl=ttl, rdata=PTR(inst_name))
             for sub in service.subtypes
         ),
-        RR(inst_name, QTYPE.SRV, ttl=ttl, rdata=SRV(0, 0, service.port, host_name)),
+        RR(
+            inst_name,
+            QTYPE.SRV,
+            ttl=ttl,
+            rdata=SRV(service.priority, service.weight, service.port, host_name),
+        ),
         RR(inst_name, QTYPE.TXT, ttl=ttl, rdata=TXT(list(service.txt) or [b""])),
     ]
     for a in service.addresses:
@@ -308,5 +321,7 @@ def decode_service(wire: bytes, service_type: str) -> Service:
             txt=strings,
             addresses=tuple(addrs),
             subtypes=subtype_set(subtypes),
+            priority=int(srv.priority),
+            weight=int(srv.weight),
         )
     )

@@ -285,7 +285,7 @@ def test_invalid_services_are_skipped_and_counted() -> None:
     bad = [
         Service("ipp", "x", "h", 1),
         Service("_ipp._tcp", "", "h", 1),
-        Service("_ipp._tcp", "x", "h", 0),
+        Service("_ipp._tcp", "x", "h", 65536),  # port 0 is valid (_device-info); 65536 is not
         Service("_ipp._tcp", "x" * 64, "h", 1),
         Service("_ipp._tcp", "y", "h.sub", 1),
         Service("_ipp._tcp", "z", "h", 1, (), ("not-an-ip",)),

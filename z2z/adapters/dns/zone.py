@@ -41,6 +41,7 @@ import logging
 import re
 import struct
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from dnslib import AAAA, NS, PTR, RR, SOA, A, DNSLabel, DNSQuestion, DNSRecord
@@ -197,7 +198,7 @@ class DnsSdZone:
                 log.debug("zone %s: skipping %r: %s", self.domain, svc, exc)
                 rejected += 1
                 continue
-            svc = Service(stype, svc.instance, svc.host, svc.port, svc.txt, addresses, svc.subtypes)
+            svc = replace(svc, type=stype, addresses=addresses)
             chosen[(stype, svc.instance.encode("utf-8").lower())] = svc  # last one wins
 
         if _bump:

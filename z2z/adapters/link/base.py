@@ -75,6 +75,30 @@ class DynamicBrowsing(Protocol):
         """Report every service type seen on the link (``_services._dns-sd._udp`` PTRs), now and later."""
 
 
+@runtime_checkable
+class SubtypeBrowsing(Protocol):
+    """Optional: backends whose browsed subtypes can change at run time (a reload of ``subtypes``)."""
+
+    async def set_subtypes(self, names: Sequence[str]) -> None:
+        """Browse exactly `names` (``_universal._sub._ipp._tcp``...) from now on, for the browsed types.
+
+        Instances already known get newly browsed subtypes as the link answers; labels
+        no longer configured stop counting where the backend learns only what it browses.
+        Raises LinkError for a bad name (nothing changes then).
+        """
+
+
+async def reload_subtypes(link: object, names: Sequence[str]) -> None:
+    """Apply a reloaded ``subtypes`` setting to `link`; a backend that cannot says so once."""
+    if not isinstance(link, SubtypeBrowsing):
+        log.warning("config: subtypes changed; this link backend needs a restart to browse them")
+        return
+    try:
+        await link.set_subtypes(names)
+    except LinkError as exc:
+        log.warning("config: subtypes not applied: %s", exc)
+
+
 class KeyedLocks:
     """One asyncio lock per key, made on first use and dropped when nobody holds or waits.
 

@@ -149,6 +149,7 @@ class ZeroconfLink:
         self._resolve_timeout_ms = int(resolve_timeout * 1000)
         self._aiozc: AsyncZeroconf | None = None
         self._browsers: list[AsyncServiceBrowser] = []
+        self._subtype_browsers: list[AsyncServiceBrowser] = []
         self._listener: LinkListener | None = None
         self._types: dict[str, str] = {}  # fully qualified, lower case -> bare type
         self._browsing_since: dict[str, float] = {}  # fully qualified, lower case -> monotonic
@@ -214,7 +215,8 @@ class ZeroconfLink:
             self._reconcile_task.cancel()
             await asyncio.gather(self._reconcile_task, return_exceptions=True)
             self._reconcile_task = None
-        browsers, self._browsers = self._browsers, []
+        browsers, self._browsers = self._browsers + self._subtype_browsers, []
+        self._subtype_browsers = []
         for browser in browsers:
             await browser.async_cancel()
         tasks = list(self._resolving.values())
@@ -293,9 +295,14 @@ class ZeroconfLink:
                 question_type=DNSQuestionType.QM,
             )
         )
-        subtype_names = [f"{sub}._sub.{fq}" for fq, t in new.items() for sub in self._subtypes.get(t, ())]
+        self._add_subtype_browser(new)
+
+    def _add_subtype_browser(self, types: dict[str, str]) -> None:
+        """Browse the configured subtypes of `types` (fully qualified -> bare)."""
+        assert self._aiozc is not None
+        subtype_names = [f"{sub}._sub.{fq}" for fq, t in types.items() for sub in self._subtypes.get(t, ())]
         if subtype_names:
-            self._browsers.append(
+            self._subtype_browsers.append(
                 AsyncServiceBrowser(
                     self._aiozc.zeroconf,
                     subtype_names,
@@ -331,6 +338,22 @@ class ZeroconfLink:
             self._resolving[key] = asyncio.get_running_loop().create_task(
                 self._resolve(fq_type, name, key), name=f"z2z-resolve {name}"
             )
+
+    async def set_subtypes(self, names: Sequence[str]) -> None:
+        """Browse exactly the subtypes `names` from now on (a reload); see `SubtypeBrowsing`.
+
+        The subtype browsers are replaced; a newly browsed subtype PTR of a known
+        instance re-resolves it (`_on_subtype_change`).  Any ``_sub`` PTR the link
+        announces unasked still counts (passive learning), configured or not.
+        """
+        self._require_started()
+        subtypes = subtypes_by_type(names)
+        old, self._subtype_browsers = self._subtype_browsers, []
+        for browser in old:
+            await browser.async_cancel()
+        self._subtypes = subtypes
+        self._add_subtype_browser(dict(self._types))
+        log.info("browsing subtypes %s", sorted(names))
 
     async def browse(self, types: Sequence[str]) -> None:
         """Browse more types on the running link (discovered ones, or added by a reload)."""
@@ -553,6 +576,8 @@ class ZeroconfLink:
                 fq_type,
                 name,
                 port=service.port,
+                weight=service.weight,
+                priority=service.priority,
                 properties=encode_txt(service.txt),  # bytes: sent as the TXT rdata verbatim
                 server=f"{service.host}{LOCAL_SUFFIX}",  # never let it default to the name
                 addresses=[ipaddress.ip_address(a).packed for a in service.addresses],

@@ -131,8 +131,8 @@ def service_from_info(service_type: str, info: ServiceInfo) -> Service:
     name = info.name
     if not name.lower().endswith(suffix.lower()) or len(name) <= len(suffix):
         raise ValueError(f"{name!r} is not an instance of {service_type}")
-    if not info.server or not info.port:
-        raise ValueError(f"{name!r} has no usable SRV record")
+    if not info.server or info.port is None:
+        raise ValueError(f"{name!r} has no usable SRV record")  # port 0 is fine: _device-info
     host = info.server.split(".", 1)[0]
     if not host:
         raise ValueError(f"{name!r} has an empty SRV target")
@@ -144,6 +144,8 @@ def service_from_info(service_type: str, info: ServiceInfo) -> Service:
         port=int(info.port),
         txt=parse_txt(info.text),
         addresses=addresses,
+        priority=int(info.priority),
+        weight=int(info.weight),
     )
 
 
@@ -294,6 +296,8 @@ class SubtypePointers:
             f"{label}._sub.{info.type}",
             info.name,
             port=info.port,
+            weight=info.weight,
+            priority=info.priority,
             properties=info.text,
             server=info.server,
             addresses=info.addresses_by_version(IPVersion.All),

@@ -141,13 +141,15 @@ class GatewayConfig:
     subtypes: tuple[str, ...] = setting(
         default=DEFAULT_SUBTYPES,
         check=c.subtypes,
+        reload=True,
         flag="append",
         metavar="SUB._sub.TYPE",
         doc=(
             "DNS-SD subtypes (`<label>._sub.<type>`) browsed on the link, so that each instance's "
             "subtypes are learned, carried and re-announced with it (mDNS cannot list an instance's "
             "subtypes; subtypes the link announces unasked are learned too with the zeroconf "
-            "backend); `[]` = none."
+            "backend); `[]` = none. A reload browses the new list at once; known instances gain "
+            "newly browsed subtypes as the link answers."
         ),
     )
     network: str = setting(

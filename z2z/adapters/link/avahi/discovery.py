@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +28,10 @@ from z2z.adapters.link.avahi.names import (
     TYPE_TXT,
     escape_label,
     parse_address,
-    parse_srv,
+    parse_srv_fields,
 )
 from z2z.adapters.link.avahi.state import _LinkState
-from z2z.adapters.link.base import call_safely, learned_subtypes, service_key
+from z2z.adapters.link.base import call_safely, learned_subtypes, service_key, subtypes_by_type
 from z2z.adapters.link.net import address_order
 from z2z.core.records import Service, parse_txt
 
@@ -139,6 +139,48 @@ class _Discovery(_LinkState):
         if epoch == self._epoch:
             self._browsers = handles
 
+    async def set_subtypes(self, names: Sequence[str]) -> None:
+        """Browse exactly the subtypes `names` from now on (a reload); see `SubtypeBrowsing`.
+
+        New subtypes get ServiceBrowsers at once (their ItemNew signals re-evaluate
+        known instances); labels no longer configured are forgotten and their
+        browsers ignored until avahi-daemon or z2z restarts.
+        """
+        client = self._require_started()
+        subtypes = subtypes_by_type(names)
+        added = [
+            (t, sub)
+            for t in self._types
+            for sub in subtypes.get(t, ())
+            if sub not in self._subtypes.get(t, ())
+        ]
+        self._subtypes = subtypes
+        for key, labels in list(self._subtypes_seen.items()):
+            dropped = [label for label in labels if label not in subtypes.get(key[0], ())]
+            for label in dropped:
+                del labels[label]
+            if not labels:
+                del self._subtypes_seen[key]
+            if dropped:
+                self._evaluate(key)
+        specs = [
+            ("ServiceBrowserNew", "iissu",
+             (scope.index, scope.protocol, f"{sub}._sub.{t}", "", dbus.UInt32(0)),
+             functools.partial(self._on_browse_subtype, t, sub))
+            for t, sub in added
+            for scope in self._scopes
+        ]  # fmt: skip
+        if specs and self._owner:
+            epoch = self._epoch
+            try:
+                handles = await client.run(client.new_objects, self._owner, specs)
+            except (_Gone, _AvahiError) as exc:  # browsed anew when the daemon is back
+                log.warning("avahi: cannot browse the new subtypes now: %s", exc)
+                return
+            if epoch == self._epoch:
+                self._browsers += handles
+        log.info("avahi: browsing subtypes %s", sorted(names))
+
     def _on_browse(self, service_type: str, member: str, args: tuple[Any, ...]) -> None:
         """ServiceBrowser signal (on the loop)."""
         if member == "Failure":
@@ -191,8 +233,8 @@ class _Discovery(_LinkState):
                 )
             return
         iface, proto, name, _type, domain, flags = args
-        if domain.lower().rstrip(".") != "local":
-            return
+        if domain.lower().rstrip(".") != "local" or label not in self._subtypes.get(service_type, ()):
+            return  # another domain, or a subtype no longer configured (a reload dropped it)
         key = service_key(service_type, name)
         if member == "ItemNew" and (flags & avahi.LOOKUP_RESULT_OUR_OWN or key in self._own):
             return
@@ -268,7 +310,7 @@ class _Discovery(_LinkState):
         if srv is None:
             return
         try:
-            port, labels = parse_srv(srv)
+            priority, weight, port, labels = parse_srv_fields(srv)
             host_label = labels[0].decode("utf-8")
             fqdn = ".".join(escape_label(lbl.decode("utf-8")) for lbl in labels).lower()
         except (ValueError, UnicodeDecodeError) as exc:
@@ -298,8 +340,9 @@ class _Discovery(_LinkState):
         try:
             subtypes = learned_subtypes(self._subtypes_seen.get(key, {}))
             service = Service(
-                found.type, found.instance, host_label, port, parse_txt(txt), addresses, subtypes
-            )
+                found.type, found.instance, host_label, port, parse_txt(txt), addresses, subtypes,
+                priority, weight,
+            )  # fmt: skip
         except ValueError as exc:
             if self._listener is not None:
                 call_safely(self._listener.service_refused, found.instance, str(exc))

@@ -28,6 +28,7 @@ __all__ = [
     "escape_label",
     "parse_address",
     "parse_srv",
+    "parse_srv_fields",
     "select_scopes",
 ]
 
@@ -56,6 +57,12 @@ def escape_label(label: str) -> str:
 
 def parse_srv(rdata: bytes) -> tuple[int, list[bytes]]:
     """SRV rdata (as avahi serialises it: names uncompressed) → (port, target labels)."""
+    _, _, port, labels = parse_srv_fields(rdata)
+    return port, labels
+
+
+def parse_srv_fields(rdata: bytes) -> tuple[int, int, int, list[bytes]]:
+    """SRV rdata → (priority, weight, port, target labels); ValueError if malformed."""
     try:
         srv = SRV.parse(DNSBuffer(rdata), len(rdata))
     except (DNSError, IndexError, ValueError) as exc:
@@ -63,7 +70,7 @@ def parse_srv(rdata: bytes) -> tuple[int, list[bytes]]:
     labels = [bytes(lbl) for lbl in srv.target.label]
     if not labels or not labels[0]:
         raise ValueError("SRV target is the root")
-    return int(srv.port), labels
+    return int(srv.priority), int(srv.weight), int(srv.port), labels
 
 
 def parse_address(rtype: int, rdata: bytes) -> str:
