@@ -18,7 +18,7 @@ Every `--sample` seconds the resident memory (VmRSS) of both gateways is read
 from /proc.  Reported per gateway: RSS after the warm-up, at the end, the peak,
 the growth over the second half and over the last quarter (MiB per hour,
 least-squares slopes of VmRSS, and of RssAnon, the anonymous memory that a leak
-would make grow, without the shared code and files paged in), RSS at ten
+would make grow, without the shared code and files paged in), RSS at 13
 points of the run (so the shape of the curve shows), and what the gateway
 counted (records refused, flap holds, rendezvous failures); plus whether it was
 still running and how many tracebacks its log holds.
@@ -79,7 +79,7 @@ def tail(samples: Sequence[tuple[float, int]], since: float) -> list[tuple[float
     return [s for s in samples if s[0] >= since]
 
 
-def checkpoints(samples: Sequence[tuple[float, int]], points: int = 10) -> list[tuple[float, float]]:
+def checkpoints(samples: Sequence[tuple[float, int]], points: int = 13) -> list[tuple[float, float]]:
     """(minutes, MiB) at `points` evenly spaced samples, the first and the last included."""
     if not samples:
         return []
