@@ -16,9 +16,15 @@ every byte B bridges goes through the liar).  For `--seconds`:
 
 Every `--sample` seconds the resident memory (VmRSS) of both gateways is read
 from /proc.  Reported per gateway: RSS after the warm-up, at the end, the peak,
-the growth over the second half (MiB per 10 minutes, a least-squares slope), and
-what the gateway counted (records refused, flap holds, rendezvous failures); plus
-whether it was still running and how many tracebacks its log holds.
+the growth over the second half and over the last quarter (MiB per hour,
+least-squares slopes of VmRSS, and of RssAnon, the anonymous memory that a leak
+would make grow, without the shared code and files paged in), RSS at 13
+points of the run (so the shape of the curve shows), and what the gateway
+counted (records refused, flap holds, rendezvous failures); plus whether it was
+still running and how many tracebacks its log holds.
+
+``Z2Z_MEMWATCH=SECONDS`` in the environment is passed on to both gateways
+(z2z.app.memwatch): their logs then say what grows.
 """
 
 from __future__ import annotations
@@ -61,12 +67,25 @@ def _mib(kib: float) -> float:
     return round(kib / 1024, 1)
 
 
-def _slope_per_10min(samples: Sequence[tuple[float, int]]) -> float:
-    """Least-squares growth of RSS over the samples, in MiB per 10 minutes."""
+def slope_per_hour(samples: Sequence[tuple[float, int]]) -> float:
+    """Least-squares growth over (seconds, KiB) samples, in MiB per hour (NaN under 3 samples)."""
     if len(samples) < 3:
         return float("nan")
     xs, ys = [t for t, _ in samples], [kib / 1024 for _, kib in samples]
-    return round(statistics.linear_regression(xs, ys).slope * 600, 2)
+    return round(statistics.linear_regression(xs, ys).slope * 3600, 2)
+
+
+def tail(samples: Sequence[tuple[float, int]], since: float) -> list[tuple[float, int]]:
+    return [s for s in samples if s[0] >= since]
+
+
+def checkpoints(samples: Sequence[tuple[float, int]], points: int = 13) -> list[tuple[float, float]]:
+    """(minutes, MiB) at `points` evenly spaced samples, the first and the last included."""
+    if not samples:
+        return []
+    n = len(samples)
+    picks = sorted({round(i * (n - 1) / max(1, points - 1)) for i in range(points)})
+    return [(round(samples[i][0] / 60, 1), _mib(samples[i][1])) for i in picks]
 
 
 def run(
@@ -129,6 +148,7 @@ def run(
         churner.wait_event("ready", timeout=15)
         t0 = time.monotonic()
         samples: dict[str, list[tuple[float, int]]] = {name: [] for name in gateways}
+        anon: dict[str, list[tuple[float, int]]] = {name: [] for name in gateways}
         peaks: dict[str, int] = {}
         modes = itertools.cycle(LIES)
         next_lie = next_sample = next_churn = t0
@@ -150,14 +170,15 @@ def run(
                         mem = memory_of(proc.pid)
                         if now >= t0 + warmup:
                             samples[name].append((now - t0, mem["VmRSS"]))
+                            anon[name].append((now - t0, mem.get("RssAnon", 0)))
                         peaks[name] = mem["VmHWM"]
                 next_sample += sample
             time.sleep(0.05)
         liar.send("mode honest")
         results = []
         for (name, proc), host in zip(gateways.items(), ("a-gw", "b-gw"), strict=True):
-            rss = samples[name]
-            half = [s for s in rss if s[0] >= warmup + seconds / 2]
+            rss, ranon = samples[name], anon[name]
+            half, quarter = warmup + seconds / 2, warmup + seconds * 3 / 4
             doc = gateway_status(tb, host) or {}
             log = proc.stderr()
             results.append(
@@ -169,13 +190,20 @@ def run(
                     "rss_end_mib": _mib(rss[-1][1]) if rss else None,
                     "rss_max_mib": _mib(max(k for _, k in rss)) if rss else None,
                     "peak_mib": _mib(peaks.get(name, 0)),
-                    "growth_mib_per_10min": _slope_per_10min(half),
+                    "growth_mib_per_h_2nd_half": slope_per_hour(tail(rss, half)),
+                    "growth_mib_per_h_last_quarter": slope_per_hour(tail(rss, quarter)),
+                    "anon_growth_mib_per_h_2nd_half": slope_per_hour(tail(ranon, half)),
+                    "anon_growth_mib_per_h_last_quarter": slope_per_hour(tail(ranon, quarter)),
+                    "anon_start_mib": _mib(ranon[0][1]) if ranon else None,
+                    "anon_end_mib": _mib(ranon[-1][1]) if ranon else None,
+                    "checkpoints": checkpoints(rss),
                     "samples": len(rss),
                     "rejected": sum((doc.get("rejected") or {}).values()),
                     "flap_holds": log.count("keeps changing"),
                     "rendezvous_failures": sum((doc.get("rendezvous_failures") or {}).values()),
                     "warnings": sum(1 for line in log.splitlines() if " WARNING " in line),
                     "series": [(round(t, 1), kib) for t, kib in rss],  # (seconds, VmRSS KiB), for --json
+                    "anon_series": [(round(t, 1), kib) for t, kib in ranon],  # (seconds, RssAnon KiB)
                 }
             )
         requests = sum(1 for e in liar.events() if e.get("event") == "request")
@@ -196,20 +224,34 @@ def run(
 def markdown(out: dict[str, Any]) -> str:
     rows = [
         "| gateway | running at the end | tracebacks | RSS after warm-up | at the end | max sampled | "
-        "peak (VmHWM) | growth, 2nd half (MiB / 10 min) | records refused | flap holds | "
-        "rendezvous failures | warnings logged |",
-        "|---|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "peak (VmHWM) | growth, 2nd half (MiB/h) | growth, last quarter (MiB/h) | "
+        "RssAnon: start → end | RssAnon growth, 2nd half / last quarter (MiB/h) | records refused | "
+        "flap holds | rendezvous failures | warnings logged |",
+        "|---|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in out["results"]:
         rows.append(
             f"| {r['gateway']} | {'yes' if r['alive'] else '**no**'} | {r['tracebacks']} | "
             f"{r['rss_start_mib']} | {r['rss_end_mib']} | {r['rss_max_mib']} | {r['peak_mib']} | "
-            f"{r['growth_mib_per_10min']} | {r['rejected']} | {r['flap_holds']} | "
-            f"{r['rendezvous_failures']} | {r['warnings']} |"
+            f"{r['growth_mib_per_h_2nd_half']} | {r['growth_mib_per_h_last_quarter']} | "
+            f"{r['anon_start_mib']} → {r['anon_end_mib']} | "
+            f"{r['anon_growth_mib_per_h_2nd_half']} / {r['anon_growth_mib_per_h_last_quarter']} | "
+            f"{r['rejected']} | {r['flap_holds']} | {r['rendezvous_failures']} | {r['warnings']} |"
         )
+    series = [r["checkpoints"] for r in out["results"]]
+    if series and series[0]:
+        rows += [
+            "",
+            "| minute | " + " | ".join(f"{r['gateway']}: VmRSS (MiB)" for r in out["results"]) + " |",
+        ]
+        rows.append("|---:|" + "---:|" * len(series))
+        for i, (minute, _) in enumerate(series[0]):
+            cells = [str(s[i][1]) if i < len(s) else "" for s in series]
+            rows.append(f"| {minute:g} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + (
         f"\n\nRSS in MiB, sampled every 10 s for {out['seconds']:g} s after a {out['warmup']:g} s "
-        f"warm-up. Meanwhile {out['churned_names']} instance names came and went on A's link (about 20 "
+        f"warm-up (minutes counted from the start of the warm-up); growth is a least-squares slope. "
+        f"Meanwhile {out['churned_names']} instance names came and went on A's link (about 20 "
         f"live at a time), the hostile names were re-announced every second, one TXT and one "
         f"goodbye/hello flapped every 100 ms, and the liar changed its lie every {out['lie_every']:g} s "
         f"({out['liar_requests']} requests reached it)."

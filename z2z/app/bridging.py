@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 DHT_VALUE_LIFETIME = 600.0
 # The caps a rendezvous adapter had before they scaled with the quotas.
 MIN_VALUE_CAP = 4096
+# A handled value's digest is forgotten once no get or listen has returned it for this long:
+# by then OpenDHT has dropped the value, so the digest can only take memory (new names
+# bring new values forever).  One returned later is just decoded again.
+SEEN_FORGET_AFTER = 1.5 * DHT_VALUE_LIFETIME
 # Bytes per value allowed in a get's answer: a typical value is < 1 KiB (JSON + base64 on the proxy).
 BYTES_PER_VALUE = 2048
 
@@ -135,8 +139,9 @@ class Bridging:
         self._logged_rejects: set[str] = set()
         self._anti_entropy_running = False
         self._anti_entropy_again = False
-        # Digests of (type, value) already handled: a get that returns them again costs no decoding.
-        self.seen_values: OrderedDict[bytes, None] = OrderedDict()
+        # Digests of (type, value) already handled -> when last returned (oldest first): a get
+        # that returns them again costs no decoding.  Bounded by `seen_max` and by age.
+        self.seen_values: OrderedDict[bytes, float] = OrderedDict()
         self.seen_max = MIN_VALUE_CAP * 4
         self.skipped_known = 0  # values a get returned that were already handled
         # Type -> answers refused as too big; logged at WARNING once per type.
@@ -248,19 +253,29 @@ class Bridging:
         self.seen_values.clear()
         self.gate.forget()  # and get every type in full once: the digests cannot tell
 
-    def _first_sight(self, service_type: str, data: bytes) -> bool:
+    def _first_sight(self, service_type: str, data: bytes, now: float) -> bool:
         """True the first time this exact value of this type is handled (bounded memory)."""
         mark = hashlib.blake2b(data, digest_size=16, person=service_type.encode()[-16:]).digest()
-        if mark in self.seen_values:
+        known = mark in self.seen_values
+        self.seen_values[mark] = now
+        if known:
             self.seen_values.move_to_end(mark)
             return False
-        self.seen_values[mark] = None
         while len(self.seen_values) > self.seen_max:
             self.seen_values.popitem(last=False)
         return True
 
+    def forget_old_values(self, now: float) -> None:
+        """Drop the digests of values no get or listen returned for `SEEN_FORGET_AFTER` seconds."""
+        seen = self.seen_values
+        while seen:
+            mark, last = next(iter(seen.items()))
+            if now - last < SEEN_FORGET_AFTER:
+                break
+            del seen[mark]
+
     def remote_value(self, service_type: str, data: bytes, now: float) -> None:
-        if not self._first_sight(service_type, data):
+        if not self._first_sight(service_type, data, now):
             self.skipped_known += 1
             return
         if service_type != INDEX_TYPE:
@@ -438,6 +453,7 @@ class Bridging:
         self.execute(self.bridge.tick(now))
         self.publish_type_index(now)
         self.publish_summaries(now)
+        self.forget_old_values(now)
 
     def publish_summaries(self, now: float) -> None:
         """While bridging, keep this site's summary of each exported type in the store."""

@@ -31,6 +31,7 @@ from z2z.app.config import GatewayConfig, reload_diff
 from z2z.app.dnsfront import dns_services, make_dns_server
 from z2z.app.executors import stoppable_job
 from z2z.app.leadership import LEADER_TTL, REGISTER_EVERY, LeadersDht, Leadership
+from z2z.app.memwatch import MemWatch
 from z2z.app.relay import Relay
 from z2z.app.status import GatewayStatus, LeaderStatus, ReportPacer, ServiceStatus, StatusFile
 from z2z.app.systemd import ServiceNotifier
@@ -187,6 +188,9 @@ class Gateway:
         )
         self._scheduler = self._schedule()
         self.bridging.tasks.spawn(self.bridging.anti_entropy(), name="anti-entropy")
+        watch = MemWatch.from_env(self)  # Z2Z_MEMWATCH=SECONDS: what grows (a debugging aid)
+        if watch is not None:
+            self.bridging.tasks.spawn(watch[0].run(watch[1]), name="memwatch")
         log.info(
             "started for site %s in network %s (node %s), types %s",
             self.config.site,

@@ -65,6 +65,7 @@ from z2z.adapters.link.zeroconf_ext import (
     LabelSafeZeroconf,
     SubtypePointers,
     cached_subtypes,
+    compact_query_schedule,
     select_interfaces,
     service_from_info,
 )
@@ -267,6 +268,8 @@ class ZeroconfLink:
         while self._aiozc is not None:
             await asyncio.sleep(RECONCILE_CHECK)
             self._size_buffers()
+            for browser in self._browsers:  # names that came and went: python-zeroconf keeps them
+                compact_query_schedule(browser)
             drops = socket_drops(self._sized.values())
             if self.reconciler.due(drops, time.monotonic()):
                 self.requery()

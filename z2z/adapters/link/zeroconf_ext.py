@@ -22,6 +22,7 @@ what python-zeroconf cannot do by itself: one-label names and subtype PTRs.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -51,6 +52,7 @@ __all__ = [
     "LabelSafeZeroconf",
     "SubtypePointers",
     "cached_subtypes",
+    "compact_query_schedule",
     "select_interfaces",
     "service_from_info",
 ]
@@ -117,6 +119,36 @@ class LabelSafeZeroconf(Zeroconf):
         if has_split_name(_names_of(out)):
             out = _Mended(out)  # type: ignore[assignment]
         super().async_send(out, addr, port, v6_flow_scope, transport)
+
+
+# A browser's schedule is compacted once cancelled entries outnumber live ones by this much.
+STALE_QUERIES_SLACK = 256
+
+
+def compact_query_schedule(browser: Any) -> int:
+    """Drop the cancelled PTR refreshes from a python-zeroconf browser's schedule; how many.
+
+    python-zeroconf's `QueryScheduler` cancels a planned refresh (the PTR said
+    goodbye, or a re-announcement moved its expiry) by flagging the heap entry,
+    which then waits in the heap until its time comes: 75 % of the PTR's TTL, 56
+    minutes for the usual 4,500 s.  On a link where names come and go, or are
+    re-announced every second, that is thousands of dead entries (each keeping
+    its instance name alive).  Removing them changes nothing the scheduler does:
+    it skips cancelled entries anyway.  Attributes of another python-zeroconf
+    version that lacks them: nothing is done.
+    """
+    scheduler = getattr(browser, "query_scheduler", None)
+    heap = getattr(scheduler, "_query_heap", None)
+    live_by_alias = getattr(scheduler, "_next_scheduled_for_alias", None)
+    if not isinstance(heap, list) or not isinstance(live_by_alias, dict):
+        return 0
+    if len(heap) <= 2 * len(live_by_alias) + STALE_QUERIES_SLACK:
+        return 0
+    live = [query for query in heap if not getattr(query, "cancelled", False)]
+    heapq.heapify(live)
+    dropped = len(heap) - len(live)
+    heap[:] = live  # in place: the scheduler holds this very list
+    return dropped
 
 
 def service_from_info(service_type: str, info: ServiceInfo) -> Service:
