@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,20 @@ def socket_inode(sock: socket.socket) -> int:
     return os.fstat(sock.fileno()).st_ino
 
 
+def _udp_sockets(tables: Iterable[Path]) -> Iterator[list[str]]:
+    """The fields of each socket row of /proc/net/udp{,6}: sl, local (hex addr:port), remote,
+    st, tx:rx, tr:when, retrnsmt, uid, timeout, inode, ref, pointer, drops; unreadable tables skipped."""
+    for table in tables:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) >= 13 and fields[12].isdigit():
+                yield fields
+
+
 def port_drops(port: int = 5353, tables: Iterable[Path] = PROC_UDP) -> int:
     """Datagrams the kernel dropped on every UDP socket bound to `port` in this network namespace.
 
@@ -53,35 +67,14 @@ def port_drops(port: int = 5353, tables: Iterable[Path] = PROC_UDP) -> int:
     inodes cannot be told from its file descriptors without its privileges, but
     /proc/net/udp{,6} lists every socket of the namespace with its local port.
     """
-    total = 0
-    for table in tables:
-        try:
-            lines = table.read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            # sl local_address(hex addr:hex port) ... drops (13th field)
-            if len(fields) >= 13 and fields[1].rpartition(":")[2] == f"{port:04X}" and fields[12].isdigit():
-                total += int(fields[12])
-    return total
+    hex_port = f"{port:04X}"
+    return sum(int(f[12]) for f in _udp_sockets(tables) if f[1].rpartition(":")[2] == hex_port)
 
 
 def socket_drops(inodes: Iterable[int], tables: Iterable[Path] = PROC_UDP) -> int:
     """Datagrams the kernel dropped on these sockets (full buffer), from /proc/net/udp{,6}."""
     wanted = set(inodes)
-    total = 0
-    for table in tables:
-        try:
-            lines = table.read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            # sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
-            if len(fields) >= 13 and fields[9].isdigit() and int(fields[9]) in wanted:
-                total += int(fields[12]) if fields[12].isdigit() else 0
-    return total
+    return sum(int(f[12]) for f in _udp_sockets(tables) if f[9].isdigit() and int(f[9]) in wanted)
 
 
 class Reconciler:
