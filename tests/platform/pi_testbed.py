@@ -17,6 +17,7 @@ Run by ``make pi-check PI_ARGS=--testbed``, which holds the shared netns lock me
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -90,7 +91,11 @@ def run_on_testbed(root: Path, results: list[tuple[str, str]]) -> None:
 
     arm64 = ["chroot", str(root), "/opt/z2z/bin/z2z"]
     native = [sys.executable, "-m", "z2z"]
-    (root / "var/lib/z2z-pi-check").mkdir(parents=True, exist_ok=True)
+    # A fresh state dir each run: the native gateway on campus B gets a new site key in
+    # every testbed, and the trust learned on a previous run would refuse it (SITE KEY
+    # CHANGED), as trust on first use must.
+    shutil.rmtree(root / "var/lib/z2z-pi-check", ignore_errors=True)
+    (root / "var/lib/z2z-pi-check").mkdir(parents=True)
     with mounted(root), Testbed(hosts={"a-client": ("a", 20), "b-printer": ("b", 10)}) as tb:
         dht = tb.start_dht()
         tb.start_avahis(["a-gw", "a-client", "b-client"])
