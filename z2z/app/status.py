@@ -1,7 +1,7 @@
 """What a running gateway reports about itself: one typed snapshot, read by every front.
 
 `GatewayStatus` is taken once (`Gateway.status()`) and then only read:
-status.json for `z2z status` (`write_status_file`), the systemd status line
+status.json for `z2z status` (`StatusFile`), the systemd status line
 (`systemd_summary`), the Prometheus collector (z2z.app.metrics) and the status
 page (z2z.app.web).  So no front can disagree with another, and none reaches
 into the bridge or the stage machine itself.
@@ -140,11 +140,6 @@ class ReportPacer:
     def done(self, now: float, cost: float) -> None:
         """A report started at `now` took `cost` seconds of this process's time."""
         self.next_at = now + max(self.every, cost / self.share) - self.every / 2
-
-
-def write_status_file(state_dir: str, status: GatewayStatus, *, stopped: bool = False) -> None:
-    """Publish `status` as <state-dir>/status.json for `z2z status` (atomic write)."""
-    StatusFile(state_dir).write(status, stopped=stopped)
 
 
 class StatusFile:
