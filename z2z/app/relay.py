@@ -300,6 +300,9 @@ class Relay:
         connection (the host answered with a reset) counts as reachable; a
         timeout or an unreachable network or host does not.
         """
+        now = time.monotonic()
+        for stale in [k for k, (_, at) in self.probes.items() if now - at >= PROBE_CACHE]:
+            del self.probes[stale]  # expired results are never read again: keep the cache bounded
         if not getattr(self.bridging.link, "real_network", True):  # an in-memory link (unit tests)
             for a in service.addresses:
                 self.probes[(a, service.port)] = (True, time.monotonic())
