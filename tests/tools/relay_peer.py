@@ -58,7 +58,9 @@ async def main() -> None:
         )
         return
     writer.write(args.send.encode())
-    data = await asyncio.wait_for(reader.read(4096), 5)
+    # Until the service closes (it answers HTTP/1.0 and closes): one read()
+    # may return only the headers, which the service writes separately.
+    data = await asyncio.wait_for(reader.read(), 5)
     writer.close()
     print(json.dumps({"event": "result", "ok": True, "data": data.decode(errors="replace")}), flush=True)
 
