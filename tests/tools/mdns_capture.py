@@ -8,7 +8,7 @@ beside avahi-daemon) joined to 224.0.0.251, and dnslib for the wire format.  One
 JSON line per record in every packet (questions, answers, authority, additional):
 
     {"event": "ready", "t": ...}
-    {"event": "rr", "t": ..., "src": "10.77.2.1", "section": "an", "rtype": "PTR",
+    {"event": "rr", "t": ..., "src": "10.77.2.1", "packet": 7, "section": "an", "rtype": "PTR",
      "name": ["_ipp", "_tcp", "local"], "target": ["Room 2.14 Printer", "_ipp", "_tcp", "local"]}
 
 With ``--packets``, also one line per packet (before its records), for counting
@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         struct.pack("4s4s", socket.inet_aton(GROUP), socket.inet_aton(local)),
     )
     emit("ready", interface=args.interface, address=local)
+    number = 0  # each record line says which packet it came in ("packet")
     while True:
         data, (src, _port) = sock.recvfrom(9000)
+        number += 1
         if args.source and src not in args.source:
             continue
         try:
@@ -91,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                 names.add(str(rr.rname))
                 if isinstance(rr.rdata, PTR):
                     names.add(str(rr.rdata.label))
-            emit("packet", src=src, bytes=len(data), names=sorted(names))
+            emit("packet", src=src, packet=number, bytes=len(data), names=sorted(names))
         for q in msg.questions:
-            emit("rr", src=src, section="qd", rtype=rtype_name(q.qtype), name=labels(q.qname))
+            emit("rr", src=src, packet=number, section="qd", rtype=rtype_name(q.qtype), name=labels(q.qname))
         for section, rrs in (("an", msg.rr), ("ns", msg.auth), ("ar", msg.ar)):
             for rr in rrs:
                 fields: dict[str, Any] = {"name": labels(rr.rname), "ttl": rr.ttl}
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 elif isinstance(rr.rdata, SRV):
                     fields["target"] = labels(rr.rdata.target)
                     fields["port"] = rr.rdata.port
-                emit("rr", src=src, section=section, rtype=rtype_name(rr.rtype), **fields)
+                emit("rr", src=src, packet=number, section=section, rtype=rtype_name(rr.rtype), **fields)
 
 
 def rtype_name(rtype: int) -> str:

@@ -33,7 +33,7 @@ from z2z.adapters.link.base import DynamicBrowsing, LinkBackend
 from z2z.adapters.rendezvous.base import AnswerTooBig, DhtValue, ListenHandle, Rendezvous, RendezvousError
 from z2z.app import keys as key_store
 from z2z.app.antientropy import DigestGate, Summaries
-from z2z.app.executors import KeyedSerial, PutQueue, TaskSet
+from z2z.app.executors import KeyedSerial, Pacer, PutQueue, TaskSet
 from z2z.app.health import StoreHealth
 from z2z.core.bridge import Action, Bridge, Damped, Publish, Put, Reject, TrustNews, Withdraw
 from z2z.core.records import Service
@@ -132,6 +132,7 @@ class Bridging:
         self.index_types: set[str] = set()  # exported elsewhere, per the type index
         self.listens: dict[str, ListenHandle] = {}  # imported type -> its listen on the store
         self.link_ops = KeyedSerial()
+        self.pacer = Pacer(100.0)  # the gateway sets its `announce-rate` setting here
         self.puts = PutQueue(rendezvous, self._put_result, lambda s: self._observe("put", self.via, s))
         self.health = StoreHealth(self._health_changed)
         self.tasks = TaskSet("bridging")
@@ -592,6 +593,7 @@ class Bridging:
                         await self.link.withdraw(was.type, was.instance)
                     return
                 shown = routed
+            await self.pacer.wait()
             actual = await self.link.publish(shown)
             if actual != svc.instance:
                 log.warning("link renamed %r to %r after a conflict", svc.instance, actual)

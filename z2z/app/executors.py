@@ -8,6 +8,8 @@
 - `PutQueue` delivers puts to the rendezvous: the newest version per instance
   wins, failures are retried with backoff and jitter while the rendezvous is
   away, so nothing valid is lost and nothing stale is sent after something newer.
+- `Pacer` spreads a burst of new proxies over time, so that the link's other
+  hosts (their receive buffers and daemons) keep up with the announcements.
 """
 
 from __future__ import annotations
@@ -210,3 +212,40 @@ class PutQueue:
 
     async def close(self) -> None:
         await self._tasks.close()
+
+
+class Pacer:
+    """At most `rate` starts a second after a first second's worth at once (GCRA).
+
+    Why: 3,000 imports arriving at once became 3,000 registrations and about
+    9,000 announcement packets within two seconds; every other host's mDNS
+    daemon (avahi-daemon's ~208 KiB socket buffer) dropped part of them, and a
+    client like avahi-browse then missed services until its next query
+    (issue 17).  Starts wait their turn (FIFO, nothing is refused); a `rate`
+    of 0 turns pacing off.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._tat = 0.0  # theoretical arrival time of the next start
+        self.delayed = 0  # starts that had to wait
+
+    @property
+    def burst(self) -> int:
+        """Starts let through at once before pacing begins: one second's worth."""
+        return max(1, round(self.rate))
+
+    def delay(self, now: float) -> float:
+        """Reserve the next slot at `now`; seconds to wait for it."""
+        if self.rate <= 0:
+            return 0.0
+        interval = 1.0 / self.rate
+        tat = max(self._tat, now)
+        self._tat = tat + interval
+        return max(0.0, tat - (self.burst - 1) * interval - now)
+
+    async def wait(self) -> None:
+        delay = self.delay(time.monotonic())
+        if delay > 0:
+            self.delayed += 1
+            await asyncio.sleep(delay)

@@ -107,6 +107,7 @@ class Gateway:
         if self.relay is not None:
             self.relay.changed = self._zone_changed
         self.bridging.anti_entropy_every = config.anti_entropy
+        self.bridging.pacer.rate = config.announce_rate
         self.leadership: Leadership | None = None
         if config.election:
             address = contact_address(config.interface)
@@ -319,6 +320,7 @@ class Gateway:
             )
         self.bridging.flap_half_life = config.flap_half_life
         self.bridging.anti_entropy_every = config.anti_entropy
+        self.bridging.pacer.rate = config.announce_rate
         self.bridging.execute(self.bridge.reconfigure(self._bridge_settings(config), self.clock()))
         self.bridging.set_value_cap(
             value_cap(config.max_services_per_site, config.refresh, config.ttl), config.refresh, config.ttl

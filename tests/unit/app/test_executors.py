@@ -1,8 +1,9 @@
-"""The executors: owned tasks, stoppable periodic jobs, a put queue whose backoff a recovery cuts short."""
+"""The executors: owned tasks, stoppable jobs, a put queue whose backoff a recovery cuts short, a pacer."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 
 import pytest
@@ -11,7 +12,7 @@ from support.helpers import until
 
 from z2z.adapters.rendezvous.base import RendezvousError
 from z2z.adapters.rendezvous.memory import MemoryDht, MemoryRendezvous
-from z2z.app.executors import PutQueue, TaskSet, stoppable_job
+from z2z.app.executors import Pacer, PutQueue, TaskSet, stoppable_job
 from z2z.core.bridge import Put
 
 
@@ -99,3 +100,28 @@ async def test_put_queue_newest_version_wins() -> None:
 def test_failed_rendezvous_error_is_a_z2z_error() -> None:
     exc = RendezvousError("put to x: timeout", "timeout")
     assert exc.reason == exc.condition == "timeout"
+
+
+def test_pacer_lets_one_second_through_then_paces() -> None:
+    pacer = Pacer(100.0)
+    delays = [pacer.delay(10.0) for _ in range(300)]  # 300 new proxies at the same instant
+    assert delays[:100] == [0.0] * 100  # the first second's worth at once
+    assert delays[100] == pytest.approx(0.01) and delays[299] == pytest.approx(2.0)
+    assert all(b > a for a, b in itertools.pairwise(delays[100:]))  # FIFO, evenly spread
+    # Idle time refills the allowance, but never beyond one second's worth.
+    assert [pacer.delay(100.0) for _ in range(101)][-2:] == pytest.approx([0.0, 0.01], abs=1e-9)
+
+
+def test_pacer_rate_zero_is_off_and_a_reload_applies_at_once() -> None:
+    pacer = Pacer(0.0)
+    assert {pacer.delay(5.0) for _ in range(10_000)} == {0.0}
+    pacer.rate = 1.0  # `announce-rate` reloaded
+    assert [pacer.delay(6.0) for _ in range(3)] == [0.0, 1.0, 2.0]
+
+
+async def test_pacer_wait_sleeps_its_turn() -> None:
+    pacer = Pacer(50.0)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await asyncio.gather(*(pacer.wait() for _ in range(60)))
+    assert loop.time() - t0 >= 0.19 and pacer.delayed == 10  # ten over the burst, 20 ms apart

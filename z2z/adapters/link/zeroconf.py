@@ -103,6 +103,12 @@ CACHE_WARM_S = 1.5
 # TTL of every record published for a proxied service (python-zeroconf re-announces
 # nothing by itself, but answers queries, so caches refresh while we live).
 PROXY_TTL = 120
+# RFC 6762 §8.3: announcements at least one second apart.  python-zeroconf sends
+# its three 225 ms apart, so a receiver busy for half a second (avahi-daemon while
+# a campus brings 3,000 proxies at once) lost all three and missed the service
+# until its next query, maybe an hour later.  These follow python-zeroconf's,
+# with the doubling interval §8.3 allows (seconds after the previous one).
+LATE_ANNOUNCEMENTS = (1.0, 2.0)
 # A record said goodbye stays cached this long (RFC 6762 §10.1: TTL 1 s).
 GOODBYE_S = 1.2
 # Our own withdrawn PTR stays in our cache ~1 s after the goodbye (RFC 6762
@@ -505,7 +511,7 @@ class ZeroconfLink:
                 if entry.service != service:
                     info = self._make_info(service, entry.info.name)
                     _cancel(entry.announcing)
-                    entry.announcing = self._track(await aiozc.async_update_service(info))
+                    entry.announcing = self._announce(await aiozc.async_update_service(info), info)
                     entry.service, entry.info = service, info
                     self._set_subtypes(info, service)
                 return entry.instance
@@ -533,7 +539,7 @@ class ZeroconfLink:
             self._own_names.add(info.key)
             self._withdrawn.pop(info.key, None)
             instance = info.name[: -len(fq_type) - 1]
-            self._published[key] = _Published(service, info, instance, self._track(announcing))
+            self._published[key] = _Published(service, info, instance, self._announce(announcing, info))
             self._set_subtypes(info, service)
             if instance != service.instance:
                 log.info("published %r as %r after a name conflict", service.instance, instance)
@@ -633,6 +639,20 @@ class ZeroconfLink:
             isinstance(rec, DNSPointer) and not rec.is_expired(now) and rec.alias.lower() == key
             for rec in zc.cache.entries_with_name(fq_type)
         )
+
+    def _announce(self, first: Awaitable[None], info: ServiceInfo) -> Awaitable[None]:
+        """python-zeroconf's announcements (`first`), then `LATE_ANNOUNCEMENTS`; one task to cancel."""
+
+        async def announce() -> None:
+            await first
+            for delay in LATE_ANNOUNCEMENTS:
+                await asyncio.sleep(delay)
+                aiozc = self._aiozc
+                if aiozc is None or aiozc.zeroconf.done:
+                    return
+                aiozc.zeroconf.async_send(aiozc.zeroconf.generate_service_broadcast(info, None))
+
+        return self._track(asyncio.ensure_future(announce()))
 
     def _track(self, awaitable: Awaitable[None]) -> Awaitable[None]:
         """Keep a broadcast task referenced until done, so close() can wait for it."""

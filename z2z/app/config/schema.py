@@ -202,6 +202,19 @@ class GatewayConfig:
         argtype=float,
         doc="Seconds between full `get`s that repair missed pushes.",
     )
+    announce_rate: float = setting(
+        default=100.0,
+        check=c.number(0, 100000),
+        reload=True,
+        metavar="PER_SECOND",
+        argtype=float,
+        doc=(
+            "Proxies published (or updated) on the link per second after a first burst of as many; "
+            "more wait their turn. A site that brings 3,000 services at once would otherwise send "
+            "~9,000 announcements within two seconds, more than other hosts' mDNS daemons receive "
+            "(docs/reliability.md). 0: no pacing."
+        ),
+    )
     max_skew: float = setting(
         default=30.0,
         check=c.number(0, 3600),
