@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 CERT_FILE = "relay-cert.pem"
 PROBE_TIMEOUT = 1.5  # seconds for one TCP probe of a service's address
 PROBE_CACHE = 300.0  # seconds a probe result is kept
+PROBES_AT_ONCE = 32  # TCP probes in flight at most (a burst of imports is not a SYN flood)
 RECORDS_EVERY = 5.0  # seconds between reads of the relay records (and re-puts when due)
 HEALTH_EVERY = 5.0  # seconds between pings of the endpoints relayed imports use
 DOWN_AFTER = 2  # failed pings in a row before a site's relayed proxies are withdrawn
@@ -118,6 +119,7 @@ class Relay:
         self.records: dict[str, RelayRecord] = {}
         self.imports: dict[tuple[str, str], RelayedImport] = {}
         self.probes: dict[tuple[str, int], tuple[bool, float]] = {}
+        self._probing = asyncio.Semaphore(PROBES_AT_ONCE)
         self.failed_pings: Counter[str] = Counter()
         self.refusals: Counter[str] = Counter()
         self._logged: set[str] = set()
@@ -308,8 +310,12 @@ class Relay:
                 self.probes[(a, service.port)] = (True, time.monotonic())
             return
         for a in service.addresses:
+            if (a, service.port) in self.probes:  # probed meanwhile (another import of the host)
+                continue
             try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(a, service.port), PROBE_TIMEOUT)
+                async with self._probing:
+                    connect = asyncio.open_connection(a, service.port)
+                    _, writer = await asyncio.wait_for(connect, PROBE_TIMEOUT)
                 writer.close()
                 ok = True
             except ConnectionRefusedError:
@@ -351,17 +357,25 @@ class Relay:
         """Re-decide every import (records, pings or probes changed); re-publish what changed."""
         for key, entry in list(self.imports.items()):
             decision = self._decide(entry)
-            if decision.route == "probe" or decision == entry.decision:
+            if decision == entry.decision:
                 continue
             self.bridging.submit_link_op(key, self._republish(key, decision))
 
     def _republish(self, key: tuple[str, str], decision: Decision) -> Callable[[], Any]:
+        """Show what `decision` says for import `key`; "probe" (a relay path appeared) probes first."""
+
         async def work() -> None:
             entry = self.imports.get(key)
             if entry is None:
                 return
+            decided = decision
+            if decided.route == "probe":
+                await self._probe(entry.origin)
+                decided = self._decide(entry)
+                if decided.route == "probe":  # the path went away meanwhile, or the probe expired
+                    return
             was = entry.shown
-            shown = await self._apply(entry, decision)
+            shown = await self._apply(entry, decided)
             if shown is None and was is not None:
                 await self.bridging.link.withdraw(was.type, was.instance)
             elif shown is not None and shown != was:

@@ -8,8 +8,10 @@ itself).  `decide` looks at what is known and says one of:
 - ``direct``: publish the site's addresses, as without a relay;
 - ``relay``: publish a proxy on this gateway, carried to the exporting site;
 - ``probe``: first try a TCP connect to the service (the runtime caches it);
-- ``hold``: publish nothing (relay needed but impossible: no path to the site,
-  a UDP service, or relaying is off in a private network's absence).
+- ``hold``: publish nothing (the addresses are known to be wrong here, by an
+  overlap or the site's own word, and a relay is impossible: no path to the
+  site, a UDP service, or relaying is off in a private network's absence).
+  A failed probe is not such knowledge: without a relay path it changes nothing.
 """
 
 from __future__ import annotations
@@ -82,7 +84,10 @@ def decide(
         reason = "overlap"
     elif site_reachable is False:
         reason = "site-behind-nat"
-    elif private_addresses(addrs):
+    elif relay_path and private_addresses(addrs):
+        # A failed probe alone does not make the addresses wrong (a sleeping printer,
+        # a filtered port): it only chooses the relay over them, so without a relay
+        # path nothing is probed and the site's addresses are shown, as before relays.
         if probe is None:
             if service_type.endswith("._udp"):
                 return Decision("direct")  # nothing to probe with TCP; not known to be wrong
