@@ -15,6 +15,11 @@ b-client's own avahi-daemon, ``bonjour-service``'s Browser, plain
 Debian's ``mdns-scan`` (names only) and python-zeroconf.  The npm stacks are
 pinned in tests/tools/npm/package-lock.json and installed by ``make npm-tools``.
 
+Then, on the same testbed, the corpus (tests/support/interop_corpus.py): every record of
+tests/data/device_records.json published by each publisher and judged by each client, plus
+``dig`` against b-gw's unicast DNS-SD front end; what a stack cannot publish is an explicit,
+checked not-applicable table, and the run prints the matrix of docs/interop.md.
+
 Quirks of the stacks (not of z2z), asserted so that a fix upstream shows up here:
 the npm stacks and python-zeroconf split a dotted instance name into several
 labels when they *publish* it, so their names here have no dot;
@@ -387,6 +392,7 @@ def check_corpus(tb: Testbed, watch: Proc, mdns: str, procs: dict[str, Proc]) ->
         print(f"corpus attempt {attempt}: {len(bad)} cells not ok")
     CORPUS_TABLES[mdns] = table
     print(corpus.markdown({mdns: table}))
+    print(corpus.not_applicable_markdown())
     for cell, v in sorted(table.items()):
         if v != "ok":
             print(f"{mdns}: {cell}: {v}{'' if cell in bad else ' (tolerated, see interop_corpus.py)'}")
