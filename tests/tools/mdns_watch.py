@@ -10,8 +10,10 @@
 
 ``t`` of ``up`` is when the instance was fully resolved (what a user would see);
 ``t_seen`` is when its PTR first arrived.  ``txt`` keeps the raw strings in wire
-order.  Questions are QM (multicast replies): a QU question may be swallowed by a
-responder that shares port 5353 with another stack (Avahi).
+order (``txt_raw``: each string's bytes in hex, for bytes that are not UTF-8;
+``priority``/``weight``: the SRV's).  Questions are QM (multicast replies): a QU
+question may be swallowed by a responder that shares port 5353 with another
+stack (Avahi).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from mdnscommon import add_link_args, decode_txt, emit, interfaces, ip_version
+from mdnscommon import add_link_args, decode_txt, emit, interfaces, ip_version, raw_txt
 from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
@@ -107,6 +109,9 @@ class Watcher:
             "host": info.server,
             "port": info.port,
             "txt": decode_txt(info.text),
+            "txt_raw": raw_txt(info.text),
+            "priority": info.priority,
+            "weight": info.weight,
             "addresses": info.parsed_addresses(IPVersion.All),
         }
         if not ok:

@@ -90,6 +90,18 @@ def decode_txt(rdata: bytes | None) -> list[str]:
     return [] if entries == [""] else entries
 
 
+def raw_txt(rdata: bytes | None) -> list[str]:
+    """Raw TXT strings in wire order as hex (bytes exact); the lone empty string is dropped."""
+    entries: list[str] = []
+    data = rdata or b""
+    i = 0
+    while i < len(data):
+        n = data[i]
+        entries.append(data[i + 1 : i + 1 + n].hex())
+        i += 1 + n
+    return [] if entries == [""] else entries
+
+
 def emit(event: str, **fields: Any) -> None:
     """One JSON line on stdout, flushed at once: tests and benchmarks parse these."""
     record = {"event": event, "t": fields.pop("t", None) or time.time(), **fields}

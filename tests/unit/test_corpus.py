@@ -136,3 +136,21 @@ def test_record_leaves_python_zeroconf_unchanged(rec: dict[str, Any]) -> None:
     assert (srv.rdata.priority, srv.rdata.weight) == (service.priority, service.weight)
     assert [bytes(s) for s in txt.rdata.data] == (list(service.txt) or [b""])
     assert sorted(str(rr.rdata) for rr in msg.ar) == sorted(service.addresses)
+
+
+def test_the_interop_matrix_not_applicable_table_names_real_cells() -> None:
+    """The e2e matrix's (publisher, record) -> reason table (tests/support/interop_corpus.py)."""
+    from support import interop_corpus as ic
+
+    assert [rec["instance"] for rec in ic.CORPUS] == [rec["instance"] for rec in CORPUS["services"]]
+    for (publisher, record), aspects in ic.NOT_APPLICABLE.items():
+        assert publisher in ic.PUBLISHERS and record in ic.RECORDS
+        assert set(aspects) <= {"name", "port0", "txt", "srv", "subtypes", "host"} and all(aspects.values())
+    for rec in ic.CORPUS:
+        for publisher in ic.PUBLISHERS:
+            na = ic.NOT_APPLICABLE.get((publisher, ic.key(rec)), {})
+            assert ("name" in na) == ("." in rec["instance"] and publisher != "avahi"), (publisher, rec)
+    for publisher in ic.PUBLISHERS:
+        for spec in ic.spec(publisher):
+            assert len(spec["name"].encode()) <= 63
+            assert len(f"{spec['host']}-{ic.SITE_A}-z2z".encode()) <= 63

@@ -25,10 +25,15 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 async function bonjourBrowse() {
   const { Bonjour } = require("bonjour-service");
   const bonjour = new Bonjour({ interface: address, bind: "0.0.0.0" });
-  const browsers = names.map((name) => {
+  // One browser per NAME, started 250 ms apart: a responder answers questions that come
+  // together in one aggregated response, and this Browser reads an instance only from a packet
+  // that holds its PTR and its SRV (see docs/interop.md).
+  const browsers = [];
+  for (const name of names) {
     const [type, proto] = name.split(".");
-    return [name, bonjour.find({ type: type.replace(/^_/, ""), protocol: proto.replace(/^_/, "") })];
-  });
+    browsers.push([name, bonjour.find({ type: type.replace(/^_/, ""), protocol: proto.replace(/^_/, "") })]);
+    if (names.length > 1) await sleep(250);
+  }
   await sleep(seconds * 1000);
   for (const [name, browser] of browsers) {
     for (const s of browser.services) {
