@@ -35,6 +35,9 @@ Benchmarks:
   while a new service appears on A, time until B's link lists it, 15 minutes after
   start (root, nft; ``--repair-short`` for a quick run, ``--repair-lock`` to hold the
   testbed lock only around start-up and each trial).
+* ``burst``    — `bench.burst`: 3,000 instances from 50 publisher processes in one burst on
+  campus A; time until A exported, B imported and B's link lists them all, kernel drops
+  (root).
 
 Each benchmark's table replaces the text between ``<!-- bench:NAME:begin -->`` and
 ``<!-- bench:NAME:end -->`` in docs/performance.md, headed by the date, machine and
@@ -73,6 +76,7 @@ NAMES = (
     "upkeep",
     "scale",
     "repair",
+    "burst",
 )
 SIM_GATEWAYS, SIM_ISLANDS = 10_000, 1_000
 
@@ -198,6 +202,13 @@ def run_repair(a: argparse.Namespace) -> tuple[str, Any]:
     return repair.markdown(out), out
 
 
+def run_burst(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import burst
+
+    out = burst.run(trials=a.burst_trials, lock=a.repair_lock)
+    return burst.markdown(out), out
+
+
 RUNNERS: dict[
     str, tuple[Callable[[argparse.Namespace], tuple[str, Any]], Callable[[argparse.Namespace], str]]
 ] = {
@@ -243,6 +254,13 @@ RUNNERS: dict[
             + (f" --lock {a.repair_lock}" if a.repair_lock else "")
         ),
     ),
+    "burst": (
+        run_burst,
+        lambda a: (
+            f"python -m bench.burst --trials {a.burst_trials}"
+            + (f" --lock {a.repair_lock}" if a.repair_lock else "")
+        ),
+    ),
 }
 
 
@@ -284,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scale-short", action="store_true", help="scale: 200 + 400 services, not 1,000 + 4,000")
     p.add_argument("--repair-trials", type=int, default=5, help="repair: cuts of campus B (default 5)")
     p.add_argument("--repair-short", action="store_true", help="repair: 200 services, 2 trials, no idle")
-    p.add_argument("--repair-lock", metavar="PATH", help="repair: flock PATH around start-up and each trial")
+    p.add_argument("--repair-lock", metavar="PATH", help="repair, burst: flock PATH around each trial")
+    p.add_argument("--burst-trials", type=int, default=3, help="burst: fresh testbeds, one burst each")
     p.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     p.add_argument("--json", type=Path, help="also write every result here")
     a = p.parse_args(argv)
