@@ -146,7 +146,8 @@ def markdown(r: dict[str, Any]) -> str:
         lines += [
             "",
             f"Burst → last listed on B: median {s['p50']:.1f} s, max {s['max']:.1f} s over {len(last)} of "
-            f"{len(runs)} trials (in the others not all were listed within {r['timeout_s']:g} s).",
+            f"{len(runs)} trials"
+            + ("." if len(last) == len(runs) else f" (in the others not all within {r['timeout_s']:g} s)."),
         ]
     return "\n".join(lines)
 

@@ -226,6 +226,7 @@ def uplink_trial(
 ) -> dict[str, Any]:
     """B cut off its proxy for `window` s, a new instance on A; the repair time once the cut ends."""
     instance = f"Repair T{k}"
+    listens = listen_ports(tb, "b-gw", ports)
     before = status_of(tb, "b-gw")
     cut(tb, "b-gw", ports)
     t_cut = time.time()
@@ -248,8 +249,12 @@ def uplink_trial(
     wait_until(lambda: listed(count, instance) is not None, timeout, step=0.1)
     t_seen = listed(count, instance)
     bytes1 = read_counters(tb, "b-gw")
-    time.sleep(3.0)  # the status file is rewritten once a second at most
+    # How long status.json goes on saying the rendezvous is down once it answers again.
+    ok_again = wait_until(lambda: status_of(tb, "b-gw").get("rendezvous_ok") is True, timeout, step=0.2)
+    t_ok = time.time() if ok_again else None
+    time.sleep(1.5)  # the status file is rewritten once a second at most
     after = status_of(tb, "b-gw")
+    still = set(listen_ports(tb, "b-gw", ports))
 
     out = {
         "mode": "uplink",
@@ -259,6 +264,8 @@ def uplink_trial(
         "repair_s": t_seen - t_heal if t_seen is not None and t_seen >= t_heal else None,
         "rendezvous_ok_during_cut": sorted(ok_during),
         "rendezvous_ok_after": after.get("rendezvous_ok"),
+        "rendezvous_ok_again_s": t_ok - t_heal if t_ok is not None else None,
+        "listen_reconnected": bool(listens) and not set(listens) <= still,
         "answers_too_big_after": after.get("answers_too_big"),
         "full_gets": delta(before, after, "anti_entropy_full_gets"),
         "skipped_rounds": delta(before, after, "anti_entropy_skipped"),
@@ -453,9 +460,10 @@ def markdown(r: dict[str, Any]) -> str:
         f"**Uplink cut** (every TCP packet between `b-gw` and the REST proxies dropped for "
         f"{r['window_s']:g} s; the new instance registered on A 2 s in): end of the cut → listed on B.",
         "",
-        "| trial | push lost | `rendezvous_ok` during cut | after | cut end → listed on B s "
-        "| full gets / skipped rounds | proxy bytes into B, cut end → listed |",
-        "|---|---|---|---|---:|---:|---:|",
+        "| trial | push lost | `rendezvous_ok` during cut | cut end → listed on B s | listen reconnected "
+        "| cut end → `rendezvous_ok` true s | full gets / skipped rounds "
+        "| proxy bytes into B, cut end → listed |",
+        "|---|---|---|---:|---|---:|---:|---:|",
     ]
     trials = r["trials"]
     for i, t in enumerate(trials, 1):
@@ -463,7 +471,8 @@ def markdown(r: dict[str, Any]) -> str:
         if not t["exported_by_A_during_cut"]:
             lost += " (A had not exported it)"
         lines.append(
-            f"| {i} | {lost} | {ok(t)} | {str(t['rendezvous_ok_after']).lower()} | {f(t['repair_s'])} | "
+            f"| {i} | {lost} | {ok(t)} | {f(t['repair_s'])} | "
+            f"{'yes' if t.get('listen_reconnected') else 'no'} | {f(t.get('rendezvous_ok_again_s'))} | "
             f"{t['full_gets']} / {t['skipped_rounds']} | {t['proxy_bytes_in_heal_to_listed']:,} |"
         )
     times = [
