@@ -49,7 +49,6 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -61,33 +60,6 @@ from bench.upkeep import install_counters, read_counters
 
 ANTI_ENTROPY = 30.0  # z2z's default `anti-entropy` period; the gateways run with the defaults
 JITTER = 0.1  # the periodic job's jitter, a share of the period (z2z/app/gateway.py)
-
-_CUT = """
-table inet z2zcut {{
-    chain input {{
-        type filter hook input priority 0; policy accept;
-        tcp sport {{ {ports} }} drop
-    }}
-    chain output {{
-        type filter hook output priority 0; policy accept;
-        tcp dport {{ {ports} }} drop
-    }}
-}}
-"""
-
-# Only the data the proxy sends on B's listen connections: bigger than a bare ACK (52 bytes
-# with timestamps, a few SACK blocks more), so keep-alive probes are still answered and the
-# listen looks healthy to B while every push on it is lost.
-_CUT_LISTEN = """
-table inet z2zcut {{
-    counter lost {{ }}
-    chain input {{
-        type filter hook input priority 0; policy accept;
-        tcp sport {{ {ports} }} tcp dport {{ {listens} }} ip length > 100 counter name lost drop
-    }}
-}}
-"""
-LISTEN_IDLE_MS = 45_000  # a connection that sent nothing for this long is a listen (gets send every 30 s)
 
 
 @contextlib.contextmanager
@@ -107,39 +79,6 @@ def locked(path: str | None, waits: list[float]) -> Iterator[None]:
         os.close(fd)
 
 
-def listen_ports(tb: Testbed, host: str, ports: Sequence[int]) -> list[int]:
-    """Local ports of `host`'s listen connections to the proxies: established, silent for long.
-
-    A listen sends its request once and then only receives; the anti-entropy's gets send a
-    request every period, and httpx drops their pooled connections within seconds.
-    """
-    found: list[int] = []
-    for port in ports:
-        r = tb.node(host).run("ss", "-Htni", "state", "established", f"( dport = :{port} )")
-        local: int | None = None
-        for line in r.stdout.splitlines():
-            if not line.startswith(("\t", " ")):
-                local = int(line.split()[2].rsplit(":", 1)[1])
-                continue
-            m = re.search(r"\blastsnd:(\d+)", line)
-            if local is not None and m and int(m.group(1)) >= LISTEN_IDLE_MS:
-                found.append(local)
-    return found
-
-
-def cut(tb: Testbed, host: str, ports: Sequence[int], listens: Sequence[int] = ()) -> None:
-    """Drop TCP between `host` and the REST proxies (an nftables table): all of it, or, given
-    `listens` (local ports), only the data the proxies send on those connections."""
-    path = tb.workdir / f"nft-cut-{host}.conf"
-    text = _CUT_LISTEN if listens else _CUT
-    path.write_text(text.format(ports=", ".join(map(str, ports)), listens=", ".join(map(str, listens))))
-    tb.node(host).run("nft", "-f", str(path))
-
-
-def heal(tb: Testbed, host: str) -> None:
-    tb.node(host).run("nft", "delete", "table", "inet", "z2zcut")
-
-
 def listed(count: LinkCount, instance: str) -> float | None:
     """When `instance` was first listed on the link (None: not, or withdrawn since)."""
     from support.avahi_helpers import unescape
@@ -155,19 +94,13 @@ def exported(tb: Testbed, host: str, instance: str) -> bool:
     return f"{instance}.{SERVICE_TYPE}" in status_of(tb, host).get("exported", [])
 
 
-def lost_packets(tb: Testbed, host: str) -> int:
-    r = tb.node(host).run("nft", "-j", "list", "counter", "inet", "z2zcut", "lost")
-    for item in json.loads(r.stdout)["nftables"]:
-        if "counter" in item:
-            return int(item["counter"]["packets"])
-    return 0
-
-
 def listen_trial(
     tb: Testbed, k: int, printer: Any, count: LinkCount, ports: Sequence[int], timeout: float
 ) -> dict[str, Any]:
     """B's listen goes deaf (its data dropped, the connection kept); a new instance on A; the time
     from A exporting it to B listing it, which only an anti-entropy round can bring."""
+    from support.listen_cut import cut, heal, listen_ports, lost_packets
+
     instance = f"Lost push L{k}"
     listens = listen_ports(tb, "b-gw", ports)
     if not listens:
@@ -225,6 +158,8 @@ def uplink_trial(
     tb: Testbed, k: int, printer: Any, count: LinkCount, ports: Sequence[int], window: float, timeout: float
 ) -> dict[str, Any]:
     """B cut off its proxy for `window` s, a new instance on A; the repair time once the cut ends."""
+    from support.listen_cut import cut, heal, listen_ports
+
     instance = f"Repair T{k}"
     listens = listen_ports(tb, "b-gw", ports)
     before = status_of(tb, "b-gw")
