@@ -200,7 +200,8 @@ def uplink_trial(
         "rendezvous_ok_during_cut": sorted(ok_during),
         "rendezvous_ok_after": after.get("rendezvous_ok"),
         "rendezvous_ok_again_s": t_ok - t_heal if t_ok is not None else None,
-        "listen_reconnected": bool(listens) and not set(listens) <= still,
+        "listen_ports": listens,  # none found: the listen was younger than LISTEN_IDLE_MS, unknown
+        "listen_reconnected": (not set(listens) <= still) if listens else None,
         "answers_too_big_after": after.get("answers_too_big"),
         "full_gets": delta(before, after, "anti_entropy_full_gets"),
         "skipped_rounds": delta(before, after, "anti_entropy_skipped"),
@@ -356,6 +357,9 @@ def markdown(r: dict[str, Any]) -> str:
             f"({bound:.0f} s with its jitter)."
         )
 
+    def yes_no(x: bool | None) -> str:
+        return "–" if x is None else "yes" if x else "no"
+
     def ok(t: dict[str, Any]) -> str:
         return "/".join(str(x).lower() for x in t["rendezvous_ok_during_cut"]) or "–"
 
@@ -407,7 +411,7 @@ def markdown(r: dict[str, Any]) -> str:
             lost += " (A had not exported it)"
         lines.append(
             f"| {i} | {lost} | {ok(t)} | {f(t['repair_s'])} | "
-            f"{'yes' if t.get('listen_reconnected') else 'no'} | {f(t.get('rendezvous_ok_again_s'))} | "
+            f"{yes_no(t.get('listen_reconnected'))} | {f(t.get('rendezvous_ok_again_s'))} | "
             f"{t['full_gets']} / {t['skipped_rounds']} | {t['proxy_bytes_in_heal_to_listed']:,} |"
         )
     times = [
