@@ -31,6 +31,13 @@ Benchmarks:
 * ``scale``    — `bench.scale`: 1,000 services from one site, then 5,000 from 20 sites
   into one gateway; time to visible, RSS, steady CPU, DNS-SD q/s at 5,000 (root;
   ``--scale-short`` for a quick run).
+* ``repair``   — `bench.repair`: 1,000 services bridged, campus B cut off its rendezvous
+  while a new service appears on A, time until B's link lists it, 15 minutes after
+  start (root, nft; ``--repair-short`` for a quick run, ``--repair-lock`` to hold the
+  testbed lock only around start-up and each trial).
+* ``burst``    — `bench.burst`: 3,000 instances from 50 publisher processes in one burst on
+  campus A; time until A exported, B imported and B's link lists them all, kernel drops
+  (root).
 
 Each benchmark's table replaces the text between ``<!-- bench:NAME:begin -->`` and
 ``<!-- bench:NAME:end -->`` in docs/performance.md, headed by the date, machine and
@@ -68,6 +75,8 @@ NAMES = (
     "soak",
     "upkeep",
     "scale",
+    "repair",
+    "burst",
 )
 SIM_GATEWAYS, SIM_ISLANDS = 10_000, 1_000
 
@@ -186,6 +195,20 @@ def run_scale(a: argparse.Namespace) -> tuple[str, Any]:
     return scale.markdown(out), out
 
 
+def run_repair(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import repair
+
+    out = repair.run(**{"trials": a.repair_trials, "lock": a.repair_lock, **repair.sizes(a.repair_short)})
+    return repair.markdown(out), out
+
+
+def run_burst(a: argparse.Namespace) -> tuple[str, Any]:
+    from bench import burst
+
+    out = burst.run(trials=a.burst_trials, lock=a.repair_lock)
+    return burst.markdown(out), out
+
+
 RUNNERS: dict[
     str, tuple[Callable[[argparse.Namespace], tuple[str, Any]], Callable[[argparse.Namespace], str]]
 ] = {
@@ -223,6 +246,21 @@ RUNNERS: dict[
     "soak": (run_soak, lambda a: f"python -m bench.soak --seconds {a.soak_seconds:g}"),
     "upkeep": (run_upkeep, lambda a: f"python -m bench.upkeep --windows {a.upkeep_windows}"),
     "scale": (run_scale, lambda a: "python -m bench.scale" + (" --short" if a.scale_short else "")),
+    "repair": (
+        run_repair,
+        lambda a: (
+            "python -m bench.repair"
+            + (" --short" if a.repair_short else f" --trials {a.repair_trials}")
+            + (f" --lock {a.repair_lock}" if a.repair_lock else "")
+        ),
+    ),
+    "burst": (
+        run_burst,
+        lambda a: (
+            f"python -m bench.burst --trials {a.burst_trials}"
+            + (f" --lock {a.repair_lock}" if a.repair_lock else "")
+        ),
+    ),
 }
 
 
@@ -262,6 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--relay-short", action="store_true", help="the relay benchmark's quick mode")
     p.add_argument("--upkeep-windows", type=int, default=4, help="150-s windows per upkeep setup (default 4)")
     p.add_argument("--scale-short", action="store_true", help="scale: 200 + 400 services, not 1,000 + 4,000")
+    p.add_argument("--repair-trials", type=int, default=5, help="repair: cuts of campus B (default 5)")
+    p.add_argument("--repair-short", action="store_true", help="repair: 200 services, 2 trials, no idle")
+    p.add_argument("--repair-lock", metavar="PATH", help="repair, burst: flock PATH around each trial")
+    p.add_argument("--burst-trials", type=int, default=3, help="burst: fresh testbeds, one burst each")
     p.add_argument("--no-docs", action="store_true", help="do not touch docs/performance.md")
     p.add_argument("--json", type=Path, help="also write every result here")
     a = p.parse_args(argv)
