@@ -457,3 +457,33 @@ def wait_until(pred: Any, timeout: float, step: float = 0.05) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(step)
+
+
+def burst_printers(
+    tb: Testbed, services: int, publishers: int, prefix: str = "Campus P"
+) -> tuple[list[tuple[Proc, int]], float]:
+    """`services` instances over `publishers` python-zeroconf printers on ``a-printer``, announced at once.
+
+    Each printer is its own process and host (``tests/tools/mdns_printer.py
+    --control --no-probe``) with AirPrint-like TXT; its instances are named
+    ``<prefix><k>-<i>``.  Returns the printers with their shares, and the
+    `time.time()` of the burst.
+    """
+    per = -(-services // publishers)
+    printers: list[tuple[Proc, int]] = []
+    for k in range(publishers):
+        n = min(per, services - k * per)
+        if n <= 0:
+            break
+        pr = tb.spawn_tool(
+            "a-printer", "mdns_printer", "--control", "--no-probe", "--type", SERVICE_TYPE,
+            "--host", f"printer{k}", "--address", tb.node("a-printer").ipv4, "--txt", "txtvers=1",
+            "--txt", "rp=ipp/print", "--txt", "ty=Campus Printer", name=f"a-printer-{k}", stdin=True,
+        )  # fmt: skip
+        printers.append((pr, n))
+    for pr, _ in printers:
+        pr.wait_event("ready", timeout=30)
+    t_burst = time.time()
+    for k, (pr, n) in enumerate(printers):
+        pr.send(f"burst {n} {prefix}{k:02d}-")
+    return printers, t_burst

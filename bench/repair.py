@@ -54,7 +54,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from bench.common import SERVICE_TYPE, Testbed, skip_reason, summary, wait_until
+from bench.common import SERVICE_TYPE, Testbed, burst_printers, skip_reason, summary, wait_until
 from bench.scale import LinkCount, gateway, status_of, wait_visible
 from bench.upkeep import install_counters, read_counters
 
@@ -258,23 +258,7 @@ def run(
             browse = tb.spawn("b-client", ["avahi-browse", "-pk", SERVICE_TYPE],
                               env=tb.avahis["b-client"].env, name="b-client-browse")  # fmt: skip
             count = LinkCount(browse)
-            per = -(-services // publishers)
-            printers = []
-            for k in range(publishers):
-                n = min(per, services - k * per)
-                if n <= 0:
-                    break
-                pr = tb.spawn_tool(
-                    "a-printer", "mdns_printer", "--control", "--no-probe", "--type", SERVICE_TYPE,
-                    "--host", f"printer{k}", "--address", tb.node("a-printer").ipv4, "--txt", "txtvers=1",
-                    "--txt", "rp=ipp/print", "--txt", "ty=Campus Printer", name=f"a-printer-{k}", stdin=True,
-                )  # fmt: skip
-                printers.append((pr, n))
-            for pr, _ in printers:
-                pr.wait_event("ready", timeout=30)
-            t_burst = time.time()
-            for k, (pr, n) in enumerate(printers):
-                pr.send(f"burst {n} Campus P{k:02d}-")
+            printers, t_burst = burst_printers(tb, services, publishers)
             ok, _ = wait_visible(count, services, timeout)
             ups = count.times("Campus P")
             st_a, st_b = status_of(tb, "a-gw"), status_of(tb, "b-gw")

@@ -38,7 +38,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.common import REPO, SERVICE_TYPE, Proc, Testbed, memory_of, skip_reason, wait_until
+from bench.common import REPO, SERVICE_TYPE, Proc, Testbed, burst_printers, memory_of, skip_reason, wait_until
 
 IMPORTER_RSS_TARGET_MIB = 100.0
 IMPORTER_CPU_TARGET_PCT = 5.0
@@ -151,23 +151,7 @@ def run(
         out["idle_rss_kib"] = {"A": memory_of(gw_a.pid)["VmRSS"], "B": memory_of(gw_b.pid)["VmRSS"]}
 
         # 1. one site, `site_services` services announced in a burst on campus A
-        per = -(-site_services // publishers)
-        printers = []
-        for k in range(publishers):
-            n = min(per, site_services - k * per)
-            if n <= 0:
-                break
-            pr = tb.spawn_tool(
-                "a-printer", "mdns_printer", "--control", "--no-probe", "--type", SERVICE_TYPE,
-                "--host", f"printer{k}", "--address", tb.node("a-printer").ipv4, "--txt", "txtvers=1",
-                "--txt", "rp=ipp/print", "--txt", "ty=Campus Printer", name=f"a-printer-{k}", stdin=True,
-            )  # fmt: skip
-            printers.append((pr, n))
-        for pr, _ in printers:
-            pr.wait_event("ready", timeout=30)
-        t_burst = time.time()
-        for k, (pr, n) in enumerate(printers):
-            pr.send(f"burst {n} Campus P{k:02d}-")
+        printers, t_burst = burst_printers(tb, site_services, publishers)
         ok, _ = wait_visible(count, site_services, timeout)
         ups = count.times("Campus P")
         out["one_site"] = {

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 from support.avahi_helpers import browse, missing_tools, wait_for
+from support.interop_corpus import presentation
 from support.testbed import Proc, Testbed
 
 pytest.importorskip("avahi", reason="needs python3-avahi (the avahi module)")
@@ -71,20 +72,6 @@ def gateway(tb: Testbed, host: str, site: str, rendezvous: str, mdns: str, *extr
 def dig(tb: Testbed, *args: str) -> list[str]:
     out = tb.node("b-client").run("dig", "@10.77.2.2", "-p", "53", "+short", "+time=2", "+tries=2", *args)
     return [line for line in out.stdout.splitlines() if line]
-
-
-def presentation(label: str) -> str:
-    """A label as dig prints it: ``.;\\()@$"`` after a backslash, bytes outside ! to ~ as ``\\DDD``."""
-    out = []
-    for byte in label.encode():
-        char = chr(byte)
-        if char in '.;\\()@$"':
-            out.append("\\" + char)
-        elif 0x21 <= byte <= 0x7E:
-            out.append(char)
-        else:
-            out.append(f"\\{byte:03d}")
-    return "".join(out)
 
 
 def wire_names(capture: Proc, owner: str = T) -> list[list[str]]:
@@ -156,11 +143,12 @@ def test_names_and_subtypes_cross_intact(testbed: Testbed, mdns: str) -> None:
     # The unicast front end: dig shows the label with \\. and finds its SRV by that name; subtypes too.
     listed_dns = dig(tb, "PTR", f"{T}.{DOMAIN}")
     for i, name in enumerate(NAMES):
-        owner = f"{presentation(EXPECTED[name])}.{T}.{DOMAIN}"
+        owner = f"{presentation(EXPECTED[name].encode())}.{T}.{DOMAIN}"
         assert owner in listed_dns, (owner, listed_dns)
         [srv] = dig(tb, "SRV", owner)
         assert srv.split()[2] == str(631 + i), srv
-    assert {f"{presentation(n)}.{T}.{DOMAIN}" for n in universal} == set(dig(tb, "PTR", f"{SUB}.{DOMAIN}"))
+    in_dns = set(dig(tb, "PTR", f"{SUB}.{DOMAIN}"))
+    assert {f"{presentation(n.encode())}.{T}.{DOMAIN}" for n in universal} == in_dns
 
     # RFC 6762 §8.3: every new proxy is announced at least twice, one second apart, so that a
     # receiver busy for a moment does not miss it (python-zeroconf's own three go 225 ms apart;
