@@ -386,7 +386,7 @@ def check_corpus(tb: Testbed, watch: Proc, mdns: str, procs: dict[str, Proc]) ->
     print(f"{mdns}: {len(want)} corpus services on B {time.monotonic() - t0:.1f} s after the check on A")
     for attempt in (1, 2):  # one-shot clients listen a few seconds: a loaded machine gets a second round
         table, seen = corpus.judge(tb, watch, mdns, CLIENT, txt_on_a, PRINTER, PRINTER6)
-        bad = corpus.failures(table)
+        bad = corpus.failures(table, incomplete_ok=mdns == "avahi")
         if not bad:
             break
         print(f"corpus attempt {attempt}: {len(bad)} cells not ok")

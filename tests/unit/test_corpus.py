@@ -7,7 +7,7 @@ addresses unchanged:
 * the DHT value (envelope, DNS message) and back;
 * the unicast DNS-SD front end (answers read with dnslib);
 * the python-zeroconf backend's packets: the proxy's `ServiceInfo` as
-  python-zeroconf writes it, mended by `LabelSafeZeroconf`, read with dnslib,
+  python-zeroconf writes it, mended by `MendedZeroconf`, read with dnslib,
   and its subtype PTRs.
 
 The interop matrix on the testbed (every publisher x every client, both link

@@ -15,8 +15,12 @@ Things python-zeroconf does not do for us, and why they are done here:
 * Its `ServiceInfo.text` is the raw TXT rdata; it is parsed with dnslib so TXT
   strings keep their order and exact bytes (``properties`` is a dict).
 * It writes a dotted instance name as several labels (its issue #146): every
-  packet goes out through `LabelSafeZeroconf`, which mends such names into one
+  packet goes out through `MendedZeroconf`, which mends such names into one
   label (`z2z.adapters.link.labels`).
+* It fills an answer of several packets section by section, so a PTR lands
+  apart from its SRV/TXT/addresses, and clients that read one packet (Node's
+  bonjour-service) see such instances incomplete; `MendedZeroconf` packs
+  answers by instance (`z2z.adapters.link.packing`).
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ from z2z.adapters.link.rcvbuf import (
 from z2z.adapters.link.zeroconf_ext import (
     LOCAL_SUFFIX,
     InterfaceSpec,
-    LabelSafeZeroconf,
+    MendedZeroconf,
     SubtypePointers,
     cached_subtypes,
     compact_query_schedule,
@@ -80,7 +84,7 @@ from z2z.core.records import (
 )
 
 __all__ = [
-    "LabelSafeZeroconf",
+    "MendedZeroconf",
     "ZeroconfLink",
     "encode_txt",
     "parse_txt",
@@ -191,7 +195,7 @@ class ZeroconfLink:
             raise LinkError(str(exc)) from None
         self._listener = listener
         try:
-            zc = LabelSafeZeroconf(interfaces=list(self._specs), ip_version=self._ip_version)
+            zc = MendedZeroconf(interfaces=list(self._specs), ip_version=self._ip_version)
             aiozc = AsyncZeroconf(zc=zc)
         except (OSError, RuntimeError) as exc:
             raise LinkError(f"cannot open mDNS sockets on {self._specs}: {exc}") from exc

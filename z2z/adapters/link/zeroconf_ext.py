@@ -4,8 +4,10 @@ what python-zeroconf cannot do by itself: one-label names and subtype PTRs.
 * `select_interfaces` maps names and addresses to what python-zeroconf accepts;
   `service_from_info` folds a resolved `ServiceInfo` into a `Service`.
 
-* `LabelSafeZeroconf` mends every outgoing packet that holds a dotted instance
-  name, which python-zeroconf writes split at its dots (see `z2z.adapters.link.labels`).
+* `MendedZeroconf` mends what python-zeroconf sends: a dotted instance name,
+  which it writes split at its dots, goes back into one label
+  (`z2z.adapters.link.labels`), and an answer that spans packets is packed again
+  so that each packet holds whole instances (`z2z.adapters.link.packing`).
 * `SubtypePointers` publishes ``<subtype>._sub.<type>.local.`` PTRs for registered
   services.  python-zeroconf has no API for them (a `ServiceInfo` has one type,
   and its registry refuses a second registration of a name), but its query
@@ -44,12 +46,13 @@ from zeroconf.const import _FLAGS_AA, _FLAGS_QR_RESPONSE, _MDNS_PORT
 from z2z.adapters.link.base import LinkError, learned_subtypes
 from z2z.adapters.link.labels import has_split_name, join_split_names
 from z2z.adapters.link.net import address_order, is_loopback, owner_of, parse_ip
+from z2z.adapters.link.packing import self_contained
 from z2z.core.records import Service, parse_txt
 
 __all__ = [
     "LOCAL_SUFFIX",
     "InterfaceSpec",
-    "LabelSafeZeroconf",
+    "MendedZeroconf",
     "SubtypePointers",
     "cached_subtypes",
     "compact_query_schedule",
@@ -98,14 +101,16 @@ class _Mended:
         return repr(self._out)
 
 
-class LabelSafeZeroconf(Zeroconf):
-    """python-zeroconf whose packets carry every instance name in one label (RFC 6763 §4.3).
+class MendedZeroconf(Zeroconf):
+    """python-zeroconf whose packets carry every instance name in one label (RFC 6763 §4.3)
+    and whose answers keep each instance's records in the packet of its PTR.
 
     Every packet python-zeroconf sends (announcements, answers, probes, queries
-    with known answers) leaves through `async_send`; one holding a dotted
-    instance name is mended there (see `z2z.adapters.link.labels`).  Reading
-    needs no help: python-zeroconf joins labels with dots, so a query for the
-    one-label name finds the registration.
+    with known answers) leaves through `async_send`.  An answer too big for one
+    packet is packed again by instance there (`self_contained`), and a packet
+    holding a dotted instance name is mended (see `z2z.adapters.link.labels`).
+    Reading needs no help: python-zeroconf joins labels with dots, so a query
+    for the one-label name finds the registration.
     """
 
     def async_send(
@@ -116,9 +121,10 @@ class LabelSafeZeroconf(Zeroconf):
         v6_flow_scope: tuple[()] | tuple[int, int] = (),
         transport: Any = None,
     ) -> None:
-        if has_split_name(_names_of(out)):
-            out = _Mended(out)  # type: ignore[assignment]
-        super().async_send(out, addr, port, v6_flow_scope, transport)
+        for part in self_contained(out) or (out,):
+            if has_split_name(_names_of(part)):
+                part = _Mended(part)  # type: ignore[assignment]
+            super().async_send(part, addr, port, v6_flow_scope, transport)
 
 
 # A browser's schedule is compacted once cancelled entries outnumber live ones by this much.
