@@ -18,7 +18,7 @@ from zeroconf import (
 )
 from zeroconf._handlers.answers import construct_outgoing_multicast_answers
 
-from z2z.adapters.link.packing import self_contained
+from z2z.adapters.link.packing import InstancePacker
 
 TYPE = "_ipp._tcp.local."
 TTL = 120
@@ -83,7 +83,7 @@ def test_python_zeroconf_alone_splits_instances_from_their_records() -> None:
 
 def test_each_packet_holds_whole_instances_and_nothing_is_lost() -> None:
     whole = _answer(20, hosts=5).packets()
-    parts = self_contained(_answer(20, hosts=5))
+    parts = InstancePacker().pack(_answer(20, hosts=5))
     assert parts is not None
     packets = [p for part in parts for p in part.packets()]
     assert _split_instances(packets) == []
@@ -96,7 +96,7 @@ def test_each_packet_holds_whole_instances_and_nothing_is_lost() -> None:
 
 
 def test_shared_host_addresses_go_with_each_instance_that_needs_them() -> None:
-    parts = self_contained(_answer(12, hosts=1))
+    parts = InstancePacker().pack(_answer(12, hosts=1))
     assert parts is not None
     packets = [p for part in parts for p in part.packets()]
     assert _split_instances(packets) == []
@@ -106,9 +106,19 @@ def test_shared_host_addresses_go_with_each_instance_that_needs_them() -> None:
 
 
 def test_small_answers_queries_and_legacy_answers_are_left_alone() -> None:
-    assert self_contained(_answer(2, hosts=1)) is None  # fits one packet
+    assert InstancePacker().pack(_answer(2, hosts=1)) is None  # fits one packet
     query = DNSOutgoing(const._FLAGS_QR_QUERY)
     ptr, _ = _instance(1, 0)
     query.add_answer_at_time(ptr, 0)
     query.add_answer_at_time(_instance(2, 0)[0], 0)
-    assert self_contained(query) is None
+    assert InstancePacker().pack(query) is None
+
+
+def test_group_sizes_are_remembered_so_the_same_answer_is_packed_once() -> None:
+    packer = InstancePacker(kept=100)
+    first = [p for part in packer.pack(_answer(20, hosts=5)) or () for p in part.packets()]
+    assert len(packer._costs) == 20
+    second = [p for part in packer.pack(_answer(20, hosts=5)) or () for p in part.packets()]
+    assert second == first and len(packer._costs) == 20
+    packer.pack(_answer(200, hosts=5))
+    assert len(packer._costs) == 100  # bounded: the oldest are forgotten

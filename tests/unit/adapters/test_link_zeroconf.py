@@ -122,6 +122,42 @@ def test_unknown_interface_name_raises_link_error() -> None:
         ZeroconfLink(["z2z-nope0"])
 
 
+def test_a_cached_name_is_taken_by_a_live_srv_or_a_fresh_ptr_not_by_a_stale_ptr() -> None:
+    """Proxies' PTRs live 75 minutes and SRVs 120 s: a follower taking over from a leader that
+    crashed minutes ago finds the old PTRs without SRVs and must keep the names."""
+    from types import SimpleNamespace
+
+    from zeroconf import DNSPointer, DNSService, current_time_millis
+    from zeroconf._cache import DNSCache
+    from zeroconf._services.registry import ServiceRegistry
+    from zeroconf.const import _CLASS_IN, _CLASS_IN_UNIQUE, _TYPE_PTR, _TYPE_SRV
+
+    from z2z.adapters.link.zeroconf import PROXY_HOST_TTL, PROXY_OTHER_TTL
+
+    fq_type, name = "_ipp._tcp.local.", "Printer._ipp._tcp.local."
+    ours = ServiceInfo(fq_type, name, port=631, server="printer-campus-a-z2z.local.", addresses=[b"\n\0\0\1"])
+    link = ZeroconfLink(["127.0.0.1"])
+    now = current_time_millis()
+
+    def taken(*records: Any) -> bool:
+        cache = DNSCache()
+        cache.async_add_records(records)
+        zc = SimpleNamespace(registry=ServiceRegistry(), cache=cache)
+        return link._name_taken(zc, fq_type, name, ours)  # type: ignore[arg-type]
+
+    def ptr(age_s: float) -> DNSPointer:
+        return DNSPointer(fq_type, _TYPE_PTR, _CLASS_IN, PROXY_OTHER_TTL, name, created=now - age_s * 1000)
+
+    def srv(server: str) -> DNSService:
+        return DNSService(name, _TYPE_SRV, _CLASS_IN_UNIQUE, PROXY_HOST_TTL, 0, 0, 631, server, created=now)
+
+    assert not taken()
+    assert taken(ptr(5))  # a fresh PTR whose SRV we never saw: someone's
+    assert not taken(ptr(600))  # a PTR heard of 10 minutes ago, its SRV gone: a crashed predecessor
+    assert taken(ptr(600), srv("laptop.local."))  # a live SRV of another host: someone's
+    assert not taken(ptr(5), srv("printer-campus-a-z2z.local."))  # the same proxy: ours to take over
+
+
 # ---------------------------------------------------------------------------
 # real mDNS in namespaces
 

@@ -12,7 +12,7 @@ python-zeroconf fills them section by section (every PTR first, then the
 additional records in what room is left), so most instances are split from
 their records.
 
-`self_contained` packs such an answer again, with python-zeroconf's own
+`InstancePacker` packs such an answer again, with python-zeroconf's own
 `DNSOutgoing` (no wire format is written here): the records are grouped by the
 instance (or host) each answer is about, each group with every record that
 describes it, and whole groups are filled into packets of python-zeroconf's
@@ -23,57 +23,77 @@ questions or authorities are left as they are.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable
 
 from zeroconf import DNSOutgoing, DNSPointer, DNSRecord, DNSService
 from zeroconf.const import _MAX_MSG_TYPICAL
 
-__all__ = ["self_contained"]
+__all__ = ["InstancePacker"]
 
 _HEADER = 12  # a DNS header: what each packet of a group costs once
+# Sizes of groups packed alone, remembered: a gateway answers for the same proxies again
+# and again (python-zeroconf keeps one record object per published record), so most
+# answers are packed once, as the final packets.
+COSTS_KEPT = 20_000
 
 
-def self_contained(out: DNSOutgoing) -> list[DNSOutgoing] | None:
-    """`out` as packets that each hold whole instances; None when it is fine as it is.
+class InstancePacker:
+    """Packs multi-packet answers by instance; remembers what each instance's records cost."""
 
-    Calls ``out.packets()`` (python-zeroconf caches the result, so sending `out`
-    afterwards costs nothing more).
-    """
-    if out.questions or out.authorities or not out.is_response() or len(out.answers) < 2:
-        return None
-    if len(out.packets()) < 2:
-        return None
-    answered: dict[DNSRecord, float] = dict(out.answers)
-    groups = _groups(answered, out.additionals)
-    if len(groups) < 2:
-        return None
+    def __init__(self, kept: int = COSTS_KEPT) -> None:
+        self._costs: OrderedDict[tuple[DNSRecord, ...], int] = OrderedDict()
+        self._kept = kept
 
-    def build(records: Iterable[DNSRecord]) -> DNSOutgoing:
-        part = DNSOutgoing(out.flags, out.multicast, out.id)
-        extra = []
-        for record in records:
-            if record in answered:
-                part.add_answer_at_time(record, answered[record])
+    def pack(self, out: DNSOutgoing) -> list[DNSOutgoing] | None:
+        """`out` as packets that each hold whole instances; None when it is fine as it is
+        (one packet, a query, anything with questions or authorities)."""
+        if out.questions or out.authorities or not out.is_response() or len(out.answers) < 2:
+            return None
+        answered: dict[DNSRecord, float] = dict(out.answers)
+        groups = _groups(answered, out.additionals)
+        if len(groups) < 2:
+            return None
+
+        def build(records: Iterable[DNSRecord]) -> DNSOutgoing:
+            part = DNSOutgoing(out.flags, out.multicast, out.id)
+            extra = []
+            for record in records:
+                if record in answered:
+                    part.add_answer_at_time(record, answered[record])
+                else:
+                    extra.append(record)
+            for record in extra:
+                part.add_additional_answer(record)
+            return part
+
+        costs = [self._cost(group, build) for group in groups]
+        if sum(costs) <= _MAX_MSG_TYPICAL - _HEADER:
+            return None  # fits one packet even without the names the groups share
+        packed: list[dict[DNSRecord, None]] = []
+        room = 0
+        for group, cost in zip(groups, costs, strict=True):
+            if packed and cost <= room:
+                packed[-1].update(group)
+                room -= cost
             else:
-                extra.append(record)
-        for record in extra:
-            part.add_additional_answer(record)
-        return part
+                packed.append(dict(group))
+                room = _MAX_MSG_TYPICAL - _HEADER - cost
+        return [build(records) for records in packed]
 
-    packed: list[dict[DNSRecord, None]] = []
-    room = 0
-    for group in groups:
-        # Packed alone, an upper bound of what the group adds to a packet (names shared with
-        # the packet's other groups are compressed, so it only gets smaller).
-        cost = sum(len(packet) - _HEADER for packet in build(group).packets())
-        if packed and cost <= room:
-            packed[-1].update(group)
-            room -= cost
+    def _cost(self, group: dict[DNSRecord, None], build: Callable[[Iterable[DNSRecord]], DNSOutgoing]) -> int:
+        """What `group` adds to a packet, at most: its size packed alone (names shared with
+        the packet's other groups are compressed, so it only gets smaller)."""
+        key = tuple(group)
+        cost = self._costs.get(key)
+        if cost is None:
+            cost = sum(len(packet) - _HEADER for packet in build(key).packets())
+            self._costs[key] = cost
+            if len(self._costs) > self._kept:
+                self._costs.popitem(last=False)
         else:
-            packed.append(dict(group))
-            room = _MAX_MSG_TYPICAL - _HEADER - cost
-    return [build(records) for records in packed]
+            self._costs.move_to_end(key)
+        return cost
 
 
 def _groups(

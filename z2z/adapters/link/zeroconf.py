@@ -104,9 +104,14 @@ RESOLVE_ATTEMPTS = 3
 # How long a type must have been browsed before its cache is trusted for
 # conflict checks instead of probing (see `ZeroconfLink.publish`).
 CACHE_WARM_S = 1.5
-# TTL of every record published for a proxied service (python-zeroconf re-announces
-# nothing by itself, but answers queries, so caches refresh while we live).
-PROXY_TTL = 120
+# TTLs of the records published for a proxied service: RFC 6762 §10's, as avahi-daemon
+# (the other backend) and real devices use them.  Records about a host (SRV, A, AAAA)
+# live 120 s, so a crashed gateway's proxies cannot be resolved two minutes later;
+# the others (PTR, TXT) 75 minutes.  With 120 s on every record, each client asked again
+# for every PTR and TXT every ~100 s: at 5,000 imported services, a hundred refresh
+# questions a second (with known-answer lists of thousands of PTRs) on the importing link.
+PROXY_HOST_TTL = 120
+PROXY_OTHER_TTL = 4500
 # RFC 6762 §8.3: announcements at least one second apart.  python-zeroconf sends
 # its three 225 ms apart, so a receiver busy for half a second (avahi-daemon while
 # a campus brings 3,000 proxies at once) lost all three and missed the service
@@ -594,10 +599,8 @@ class ZeroconfLink:
                 properties=encode_txt(service.txt),  # bytes: sent as the TXT rdata verbatim
                 server=f"{service.host}{LOCAL_SUFFIX}",  # never let it default to the name
                 addresses=[ipaddress.ip_address(a).packed for a in service.addresses],
-                # A crashed gateway's proxies must not linger in caches for python-zeroconf's
-                # default 75 minutes: every proxied record lives PROXY_TTL seconds.
-                host_ttl=PROXY_TTL,
-                other_ttl=PROXY_TTL,
+                host_ttl=PROXY_HOST_TTL,
+                other_ttl=PROXY_OTHER_TTL,
             )
         except (BadTypeInNameException, RecordError, ValueError, TypeError) as exc:
             raise LinkError(f"cannot publish {service.instance!r}: {exc}") from exc
@@ -629,20 +632,26 @@ class ZeroconfLink:
         if key in self._withdrawn:
             return False  # the cached PTR is our own goodbye echo
         now = current_time_millis()
-        if info is not None and info.server is not None:
+        pointers = [
+            rec
+            for rec in zc.cache.entries_with_name(fq_type)
+            if isinstance(rec, DNSPointer) and not rec.is_expired(now) and rec.alias.lower() == key
+        ]
+        if not pointers:
+            return False
+        srvs = [
+            r for r in zc.cache.entries_with_name(key) if isinstance(r, DNSService) and not r.is_expired(now)
+        ]
+        if srvs:
             # The same proxy, still cached from a gateway that led this island before
             # (z2z hosts are per origin site): taking it over is no conflict.
-            srvs = [
-                r
-                for r in zc.cache.entries_with_name(key)
-                if isinstance(r, DNSService) and not r.is_expired(now)
-            ]
-            if srvs and all(r.server.lower() == info.server.lower() and r.port == info.port for r in srvs):
-                return False
-        return any(
-            isinstance(rec, DNSPointer) and not rec.is_expired(now) and rec.alias.lower() == key
-            for rec in zc.cache.entries_with_name(fq_type)
-        )
+            server = info.server.lower() if info is not None and info.server is not None else None
+            port = info.port if info is not None else None
+            return not all(r.server.lower() == server and r.port == port for r in srvs)
+        # A PTR alone (PTRs live 75 minutes, SRVs 120 s): a name whose owner has said
+        # nothing of its SRV for longer than that is not a claim; taking it over is how
+        # a follower replaces a leader that crashed minutes ago without renaming its proxies.
+        return any(now - rec.created < PROXY_HOST_TTL * 1000 for rec in pointers)
 
     def _announce(self, first: Awaitable[None], info: ServiceInfo) -> Awaitable[None]:
         """python-zeroconf's announcements (`first`), then `LATE_ANNOUNCEMENTS`; one task to cancel."""

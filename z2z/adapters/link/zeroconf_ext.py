@@ -46,7 +46,7 @@ from zeroconf.const import _FLAGS_AA, _FLAGS_QR_RESPONSE, _MDNS_PORT
 from z2z.adapters.link.base import LinkError, learned_subtypes
 from z2z.adapters.link.labels import has_split_name, join_split_names
 from z2z.adapters.link.net import address_order, is_loopback, owner_of, parse_ip
-from z2z.adapters.link.packing import self_contained
+from z2z.adapters.link.packing import InstancePacker
 from z2z.core.records import Service, parse_txt
 
 __all__ = [
@@ -107,11 +107,15 @@ class MendedZeroconf(Zeroconf):
 
     Every packet python-zeroconf sends (announcements, answers, probes, queries
     with known answers) leaves through `async_send`.  An answer too big for one
-    packet is packed again by instance there (`self_contained`), and a packet
+    packet is packed again by instance there (`InstancePacker`), and a packet
     holding a dotted instance name is mended (see `z2z.adapters.link.labels`).
     Reading needs no help: python-zeroconf joins labels with dots, so a query
     for the one-label name finds the registration.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.packer = InstancePacker()
 
     def async_send(
         self,
@@ -121,7 +125,7 @@ class MendedZeroconf(Zeroconf):
         v6_flow_scope: tuple[()] | tuple[int, int] = (),
         transport: Any = None,
     ) -> None:
-        for part in self_contained(out) or (out,):
+        for part in self.packer.pack(out) or (out,):
             if has_split_name(_names_of(part)):
                 part = _Mended(part)  # type: ignore[assignment]
             super().async_send(part, addr, port, v6_flow_scope, transport)
