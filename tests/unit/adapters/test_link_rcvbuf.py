@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import socket
 
 import pytest
@@ -44,11 +45,27 @@ def test_reconciliation_backs_off_and_comes_at_once_after_drops(caplog: pytest.L
     assert fired[-1] - fired[-2] == 3600  # capped at an hour
     caplog.set_level(logging.DEBUG, logger="z2z.adapters.link.rcvbuf")
     assert r.due(10, 8000.0)  # drops: a re-query at once
-    assert not r.due(20, 8001.0)  # more drops: not more often than every 5 s
+    assert not r.due(20, 8001.0)  # more drops: not at once again
     assert r.drops == 20
-    assert any(r.due(20, 8000.0 + t) for t in range(2, 7))  # the deferred one goes within 5 s
+    assert [t for t in range(2, 12) if r.due(20, 8000.0 + t)] == [10]  # the deferred one, 10 s after
     warnings = [rec for rec in caplog.records if rec.levelno == logging.WARNING]
     assert len(warnings) == 1 and "net.core.rmem_max" in warnings[0].getMessage()
+
+
+def test_while_drops_go_on_re_queries_back_off_and_a_quiet_minute_resets_them() -> None:
+    """A re-query is traffic too: under drops that never stop it must not come every 5 s."""
+    r = Reconciler(first=60.0, longest=3600.0, after_drops=5.0)
+    r.due(0, 0.0)
+    fired = [t for t in range(1, 400) if r.due(t, float(t))]  # new drops at every check
+    assert [b - a for a, b in itertools.pairwise(fired)][:5] == [10, 20, 40, 60, 60]
+    assert fired[0] == 1 and all(b - a == 60 for a, b in itertools.pairwise(fired[3:]))
+    quiet = [t for t in range(400, 470) if r.due(399, float(t))]  # no new drops for 70 s
+    assert r.gap == 5.0 and len(quiet) <= 1
+    assert r.due(400, 470.0)  # drops after a quiet minute: at once again
+    avahi = Reconciler(first=math.inf, longest=math.inf)  # fires only after drops
+    fired = [t for t in range(1, 400) if avahi.due(t, float(t))]
+    assert [b - a for a, b in itertools.pairwise(fired)][:5] == [10, 20, 40, 60, 60]
+    assert len([t for t in range(400, 470) if avahi.due(399, float(t))]) <= 1 and avahi.gap == 5.0
 
 
 async def test_the_zeroconf_link_sizes_its_sockets_and_re_queries_with_python_zeroconf() -> None:

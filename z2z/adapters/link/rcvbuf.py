@@ -78,10 +78,15 @@ def socket_drops(inodes: Iterable[int], tables: Iterable[Path] = PROC_UDP) -> in
 
 
 class Reconciler:
-    """When to re-query the link: at once after new drops, else on a period doubling to an hour.
+    """When to re-query the link: soon after new drops, else on a period doubling to an hour.
 
     `due(drops, now)` is asked every few seconds with the drop count read then;
-    it answers True when a reconciliation query should go out now.
+    it answers True when a reconciliation query should go out now.  The first
+    drops are answered at once; while drops go on, the gap between re-queries
+    doubles from `after_drops` to `longest_gap` (a re-query's answers, and its
+    own known-answer list, are more traffic on a link already too busy: at
+    5,000 services a re-query every 5 s kept the drops coming).  A quiet
+    `longest_gap` brings the gap back to `after_drops`.
     """
 
     def __init__(
@@ -90,14 +95,18 @@ class Reconciler:
         longest: float = 3600.0,
         after_drops: float = 5.0,
         hint: str = "raise net.core.rmem_max",
+        longest_gap: float = 60.0,
     ) -> None:
         self.first, self.longest, self.after_drops = first, longest, after_drops
+        self.longest_gap = longest_gap
         self.hint = hint  # what the admin can do, in the one log line
         self.period = first
+        self.gap = after_drops  # between re-queries while drops go on
         self.next_at: float | None = None
         self.drops = 0  # seen so far (the metric)
         self._baseline: int | None = None
         self._last_query = float("-inf")
+        self._last_drops = float("-inf")
         self._logged = False
         self.queries = 0
 
@@ -110,6 +119,7 @@ class Reconciler:
         if new > self.drops:
             fresh = new - self.drops
             self.drops = new
+            self._last_drops = now
             level = logging.WARNING if not self._logged else logging.DEBUG
             self._logged = True
             log.log(
@@ -120,15 +130,19 @@ class Reconciler:
                 self.hint,
             )
             self.period = self.first  # busy link: start the slow schedule afresh
-            if now - self._last_query >= self.after_drops:
-                return self._fire(now)
-            self.next_at = min(self.next_at, self._last_query + self.after_drops)
-        if now >= self.next_at:
-            fired = self._fire(now)
+            self.next_at = min(self.next_at, self._last_query + self.gap)
+        elif now - self._last_drops >= self.longest_gap:
+            self.gap = self.after_drops
+        if now < self.next_at:
+            return False
+        after_drops = self._last_drops > self._last_query
+        fired = self._fire(now)
+        if after_drops:
+            self.gap = min(self.gap * 2, self.longest_gap)
+        else:
             self.period = min(self.period * 2, self.longest)
             self.next_at = now + self.period
-            return fired
-        return False
+        return fired
 
     def _fire(self, now: float) -> bool:
         self._last_query = now
