@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 
 from dnslib import QTYPE, DNSRecord
-from zeroconf import DNSCache, DNSPointer, DNSQuestion, ServiceInfo, const, current_time_millis
+from zeroconf import DNSCache, DNSPointer, DNSQuestion, RecordUpdate, ServiceInfo, const, current_time_millis
 from zeroconf._handlers.query_handler import QueryHandler
 from zeroconf._protocol.incoming import DNSIncoming
 from zeroconf._protocol.outgoing import DNSOutgoing
 from zeroconf._services.registry import ServiceRegistry
 
 from z2z.adapters.link.base import subtypes_by_type
-from z2z.adapters.link.zeroconf_ext import SubtypePointers, cached_subtypes
+from z2z.adapters.link.zeroconf_ext import SubtypeOwners, SubtypePointers, cached_subtypes
 
 T = "_ipp._tcp.local."
 NAME = f"Room 2.14 Printer.{T}"
@@ -105,7 +105,13 @@ def test_cached_subtypes_are_learned_passively() -> None:
         DNSPointer("_bad\x01._sub._ipp._tcp.local.", const._TYPE_PTR, const._CLASS_IN, 120, NAME, now),
     ]
     zc.cache.async_add_records(records)
-    assert cached_subtypes(zc, "_ipp._tcp", NAME) == ("_Fax", "_universal")  # type: ignore[arg-type]
+    owners = SubtypeOwners()  # what python-zeroconf shows its record listeners
+    owners.async_update_records(zc, now, [RecordUpdate(r, None) for r in records])  # type: ignore[arg-type]
+    assert cached_subtypes(zc, owners, "_ipp._tcp", NAME) == ("_Fax", "_universal")  # type: ignore[arg-type]
+    assert len(owners.by_type["_ipp._tcp.local."]) == 6
+    zc.cache.async_remove_records([r for r in records if r.name.startswith("_other")])
+    cached_subtypes(zc, owners, "_ipp._tcp", NAME)  # type: ignore[arg-type]
+    assert len(owners.by_type["_ipp._tcp.local."]) == 5  # gone from the cache, forgotten
 
 
 def test_subtypes_by_type() -> None:

@@ -67,6 +67,7 @@ from z2z.adapters.link.zeroconf_ext import (
     LOCAL_SUFFIX,
     InterfaceSpec,
     MendedZeroconf,
+    SubtypeOwners,
     SubtypePointers,
     cached_subtypes,
     compact_query_schedule,
@@ -214,6 +215,8 @@ class ZeroconfLink:
             raise LinkError(f"no interface of {self._specs} could send mDNS")
         self._aiozc = aiozc
         self._pointers = SubtypePointers(aiozc.zeroconf)
+        self._subtype_owners = SubtypeOwners()
+        aiozc.zeroconf.async_add_listener(self._subtype_owners, None)
         self._types = {}
         self._size_buffers()
         self._add_browser(bare)
@@ -478,7 +481,7 @@ class ZeroconfLink:
                 return None
             if found:
                 try:
-                    subtypes = cached_subtypes(aiozc.zeroconf, bare, info.name)
+                    subtypes = cached_subtypes(aiozc.zeroconf, self._subtype_owners, bare, info.name)
                     return replace(service_from_info(bare, info), subtypes=subtypes)
                 except ValueError as exc:
                     if self._listener is not None:

@@ -37,6 +37,8 @@ from zeroconf import (
     DNSRecord,
     DNSService,
     IPVersion,
+    RecordUpdate,
+    RecordUpdateListener,
     ServiceInfo,
     Zeroconf,
     current_time_millis,
@@ -53,6 +55,7 @@ __all__ = [
     "LOCAL_SUFFIX",
     "InterfaceSpec",
     "MendedZeroconf",
+    "SubtypeOwners",
     "SubtypePointers",
     "cached_subtypes",
     "compact_query_schedule",
@@ -267,7 +270,35 @@ def select_interfaces(
     return specs, ip_version
 
 
-def cached_subtypes(zc: Zeroconf, service_type: str, name: str) -> tuple[str, ...]:
+class SubtypeOwners(RecordUpdateListener):
+    """The ``<label>._sub.<type>.local.`` names python-zeroconf has cached PTRs under, by type.
+
+    A python-zeroconf record listener (it sees every record the link brings), so
+    `cached_subtypes` looks up a handful of names instead of walking the whole
+    cache for each resolve: at 5,000 services a walk per resolve cost a busy
+    gateway most of a core.  Names whose records are gone are dropped on use;
+    at most `MAX_SUBTYPE_NAMES` per type are kept (a hostile link cannot grow it).
+    """
+
+    def __init__(self) -> None:
+        self.by_type: dict[str, set[str]] = {}
+
+    def async_update_records(self, zc: Zeroconf, now: float, records: list[RecordUpdate]) -> None:
+        for update in records:
+            record = update.new
+            if isinstance(record, DNSPointer) and "._sub." in record.key:
+                names = self.by_type.setdefault(record.key.partition("._sub.")[2], set())
+                if len(names) < MAX_SUBTYPE_NAMES:
+                    names.add(record.key)
+
+    def async_update_records_complete(self) -> None:
+        """Nothing to do once a packet's records are in (python-zeroconf's listener API)."""
+
+
+MAX_SUBTYPE_NAMES = 256
+
+
+def cached_subtypes(zc: Zeroconf, owners: SubtypeOwners, service_type: str, name: str) -> tuple[str, ...]:
     """Subtype labels of instance `name` that python-zeroconf's cache holds PTRs for.
 
     Every ``<label>._sub.<type>.local.`` PTR to `name` counts: answers to our subtype
@@ -275,12 +306,16 @@ def cached_subtypes(zc: Zeroconf, service_type: str, name: str) -> tuple[str, ..
     a dot (python-zeroconf joins labels with dots, so they cannot be told apart)
     and expired records are left out.
     """
-    suffix = f"._sub.{service_type}.local."
+    fq_type = f"{service_type}.local.".lower()
+    suffix_len = len(fq_type) + len("._sub.")
     wanted = name.lower()
     now = current_time_millis()
     found: list[str] = []
-    for owner, records in list(zc.cache.cache.items()):
-        if not owner.endswith(suffix):
+    names = owners.by_type.get(fq_type, set())
+    for owner in list(names):
+        records = zc.cache.async_entries_with_name(owner)
+        if not records:
+            names.discard(owner)  # expired and gone from the cache
             continue
         for record in records:
             if (
@@ -288,7 +323,7 @@ def cached_subtypes(zc: Zeroconf, service_type: str, name: str) -> tuple[str, ..
                 and record.alias.lower() == wanted
                 and not record.is_expired(now)
             ):
-                found.append(record.name[: -len(suffix)])
+                found.append(record.name[:-suffix_len])
     return learned_subtypes(found)
 
 
