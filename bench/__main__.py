@@ -169,9 +169,10 @@ def run_idle(a: argparse.Namespace) -> tuple[str, Any]:
 def run_relay(a: argparse.Namespace) -> tuple[str, Any]:
     from bench import relay
 
-    trials, mb, pings = (2, 5.0, 10) if a.relay_short else (a.relay_trials, 20.0, 50)
+    trials, mb, pings = (2, 5.0, 10) if a.relay_short else (a.relay_trials, 20.0, 300)
     out = relay.run(trials, mb, pings)
-    return relay.markdown(out), out
+    wan = relay.run(0, 0.0, pings, relay.WAN_DELAY_MS)
+    return relay.markdown(out, wan), {"lan": out, "wan": wan}
 
 
 def run_soak(a: argparse.Namespace) -> tuple[str, Any]:

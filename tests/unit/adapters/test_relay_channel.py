@@ -22,6 +22,7 @@ from z2z.adapters.relay import RelayConnector, RelayServer, StreamLimits, tls_co
 from z2z.adapters.relay.pki import network_ca, site_certificate
 from z2z.core.records import Service
 from z2z.core.relay import RelayError, StreamRequest, exported_target
+from z2z.core.relay.pool import SPARES_HIGH, SPARES_LOW
 from z2z.core.security import Codec, public_key_bytes
 
 
@@ -123,5 +124,74 @@ async def test_members_relay_bytes_intact_and_only_to_exports(tmp_path: Path) ->
     finally:
         for c in (connector, stranger, impostor):
             await c.close()
+        await server.close()
+        service.close()
+
+
+async def _until(check: object, timeout: float = 10.0) -> bool:
+    """Poll `check()` until true or `timeout` (behaviour, not timing: the bound is generous)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if check():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+@pytest.mark.asyncio
+async def test_the_warm_pool_refills_after_each_stream_and_grows_with_demand(tmp_path: Path) -> None:
+    """Clients' streams through `carry` find warm channels; the pool grows to the recent rate, bounded."""
+    secret = os.urandom(32)
+    _, a_server_ctx, _ = member(tmp_path, "a", secret)
+    _, _, b_client_ctx = member(tmp_path, "b", secret)
+    service, port = await echo_service()
+    exports = [Service("_http._tcp", "Printer", "printer", port, addresses=("127.0.0.1",))]
+    server = RelayServer(
+        a_server_ctx,
+        "127.0.0.1",
+        0,
+        site="a",
+        authorize=lambda s, k: None,
+        target=lambda req, peer: exported_target(req, "a", exports),
+    )
+    endpoint = f"127.0.0.1:{await server.start()}"
+    connector = RelayConnector(b_client_ctx, authorize=lambda s, k: None, limits=StreamLimits())
+    req = StreamRequest("connect", "a", "_http._tcp", "Printer", port)
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await connector.carry((reader, writer), endpoint, req)
+
+    proxy = await asyncio.start_server(client, "127.0.0.1", 0)
+    proxy_port = proxy.sockets[0].getsockname()[1]
+
+    async def one_client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+        writer.write(b"3\nabc")
+        assert (await reader.readline()).strip().decode() == hashlib.sha256(b"abc").hexdigest()
+        writer.close()
+
+    try:
+        connector.warm(endpoint, "a")  # what the health round does for a relayed site
+        assert await _until(lambda: connector.spares(endpoint, "a") == SPARES_LOW)
+        await one_client()
+        assert (connector.warm_streams, connector.cold_streams) == (1, 0)
+        # Refilled after the stream (at once, not after a fixed pause), back to the floor.
+        assert await _until(lambda: connector.spares(endpoint, "a") == SPARES_LOW)
+        # Six more clients in a row: the pool grows to the recent demand (7 in 2 s) ...
+        for _ in range(6):
+            await one_client()
+        assert await _until(lambda: connector.spares(endpoint, "a") >= 6)
+        assert connector.warm_streams + connector.cold_streams == 7
+        # ... and a long run of clients never makes it hold more than its ceiling.
+        await asyncio.gather(*(one_client() for _ in range(3 * SPARES_HIGH)))
+        assert await _until(lambda: connector.spares(endpoint, "a") == SPARES_HIGH)
+        await asyncio.sleep(0.3)
+        assert connector.spares(endpoint, "a") == SPARES_HIGH
+        assert connector.warm_streams + connector.cold_streams == 7 + 3 * SPARES_HIGH
+        # Warm channels hold a stream slot on the exporting side, within its limit.
+        assert server.streams["b"] == SPARES_HIGH
+    finally:
+        proxy.close()
+        await connector.close()
         await server.close()
         service.close()
