@@ -17,8 +17,6 @@ import sys
 import time
 from typing import Any
 
-from support.testbed import WAN4
-
 from bench.common import REPO, Testbed, pct, skip_reason, start_delay_relay
 from z2z.app import keys
 
@@ -65,11 +63,12 @@ def run(trials: int = 5, mb: float = 20.0, pings: int = 50, wan_delay_ms: float 
         direct_host, direct_port = tb.node("a-printer").ipv4, PORT
         advertise: list[str] = []
         if wan_delay_ms:
+            wan4 = tb.node("wan").ipv4
             # The relay endpoint and the direct path both cross the same delaying relay in wan.
-            start_delay_relay(tb, WAN4, RELAY_PORT, RELAY_PORT + 10000, wan_delay_ms, tb.node("a-gw").ipv4)
-            start_delay_relay(tb, WAN4, PORT, PORT + 10000, wan_delay_ms, direct_host)
-            advertise = ["--relay-advertise", f"{WAN4}:{RELAY_PORT + 10000}"]
-            direct_host, direct_port = WAN4, PORT + 10000
+            start_delay_relay(tb, wan4, RELAY_PORT, RELAY_PORT + 10000, wan_delay_ms, tb.node("a-gw").ipv4)
+            start_delay_relay(tb, wan4, PORT, PORT + 10000, wan_delay_ms, direct_host)
+            advertise = ["--relay-advertise", f"{wan4}:{RELAY_PORT + 10000}"]
+            direct_host, direct_port = wan4, PORT + 10000
         for host, site, url in (
             ("a-gw", "campus-a", dht.proxy_urls[0]),
             ("b-gw", "campus-b", dht.proxy_urls[1]),

@@ -195,3 +195,73 @@ async def test_the_warm_pool_refills_after_each_stream_and_grows_with_demand(tmp
         await connector.close()
         await server.close()
         service.close()
+
+
+@pytest.mark.asyncio
+async def test_a_clients_first_bytes_follow_the_request_and_survive_a_stale_warm_channel(
+    tmp_path: Path,
+) -> None:
+    """Early bytes: sent behind the request, resent on a fresh channel when the warm one was dead."""
+    secret = os.urandom(32)
+    _, a_server_ctx, _ = member(tmp_path, "a", secret)
+    _, _, b_client_ctx = member(tmp_path, "b", secret)
+    service, port = await echo_service()
+    exports = [Service("_http._tcp", "Printer", "printer", port, addresses=("127.0.0.1",))]
+    refused: list[str] = []
+    server = RelayServer(
+        a_server_ctx,
+        "127.0.0.1",
+        0,
+        site="a",
+        authorize=lambda s, k: None,
+        target=lambda req, peer: exported_target(req, "a", exports),
+        refused=lambda reason, detail: refused.append(reason),
+    )
+    endpoint = f"127.0.0.1:{await server.start()}"
+    connector = RelayConnector(b_client_ctx, authorize=lambda s, k: None, limits=StreamLimits())
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)  # a relay that went away after the handshake: reads, answers nothing
+        writer.close()
+
+    dead = await asyncio.start_server(hang_up, "127.0.0.1", 0, ssl=a_server_ctx)
+    dead_endpoint = f"127.0.0.1:{dead.sockets[0].getsockname()[1]}"
+    requests = {
+        "ok": StreamRequest("connect", "a", "_http._tcp", "Printer", port),
+        "refused": StreamRequest("connect", "a", "_http._tcp", "Printer", 22),
+    }
+    current = ["ok"]
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await connector.carry((reader, writer), endpoint, requests[current[0]])
+
+    proxy = await asyncio.start_server(client, "127.0.0.1", 0)
+    proxy_port = proxy.sockets[0].getsockname()[1]
+    payload = os.urandom(200 * 1024)  # more than EARLY_MAX: the rest follows once accepted
+
+    async def one_client() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+        writer.write(f"{len(payload)}\n".encode() + payload)
+        line = await asyncio.wait_for(reader.readline(), 20)  # a lost byte would hang the echo
+        writer.close()
+        return line.strip()
+
+    try:
+        stale = await connector._handshake(dead_endpoint, "a", 5.0)  # certificate of site "a"
+        connector._spares[(endpoint, "a")] = [(*stale, time.monotonic())]
+        assert await one_client() == hashlib.sha256(payload).hexdigest().encode()
+        assert (connector.warm_streams, connector.cold_streams) == (0, 1)
+        # Through a good warm channel the same bytes arrive intact.
+        assert await _until(lambda: connector.spares(endpoint, "a") >= 1)
+        assert await one_client() == hashlib.sha256(payload).hexdigest().encode()
+        assert connector.warm_streams == 1
+        # A refused stream: the early bytes are never passed to any service; the client is closed.
+        current[0] = "refused"
+        assert await one_client() == b""
+        assert refused == ["not-exported"]
+    finally:
+        proxy.close()
+        dead.close()
+        await connector.close()
+        await server.close()
+        service.close()

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 Channel = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 REFILL_LATEST = 0.05  # seconds after a stream took a warm channel its pool is refilled at the latest
 WARMING_AT_ONCE = 2  # handshakes in flight per pool: a burst would stall the loops of both gateways
+EARLY_MAX = 64 * 1024  # bytes of a client's sent behind the request before the reply is read
 SPARE_AGE = 20.0  # seconds a warm channel is used at most (the server waits `first_line`)
 # (peer site, raw key) -> None if this peer may use the relay, else why not
 Authorize = Callable[[str, bytes], str | None]
@@ -194,6 +195,25 @@ class RelayServer:
         self.carried += await splice((reader, writer), service, self.limits.idle)
 
 
+async def _forward_early(
+    client: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: asyncio.Future[bytes], sent: bytearray
+) -> None:
+    """Pass the client's bytes on behind the request until the `answer` comes (at most `EARLY_MAX`)."""
+    while not answer.done() and len(sent) < EARLY_MAX and not client.at_eof():
+        chunk = asyncio.ensure_future(client.read(EARLY_MAX - len(sent)))
+        await asyncio.wait({answer, chunk}, return_when=asyncio.FIRST_COMPLETED)
+        if not chunk.done():
+            chunk.cancel()  # a cancelled StreamReader.read loses nothing: the splice reads it
+            await asyncio.wait({chunk})
+            if chunk.cancelled():
+                return
+        data = chunk.result()
+        if not data:
+            return
+        sent += data
+        writer.write(data)
+
+
 async def _open_any(
     addresses: tuple[str, ...], port: int, timeout: float
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
@@ -306,12 +326,20 @@ class RelayConnector:
         self._spares.clear()
 
     async def open(
-        self, endpoint: str, req: StreamRequest, timeout: float | None = None, *, fresh: bool = False
+        self,
+        endpoint: str,
+        req: StreamRequest,
+        timeout: float | None = None,
+        *,
+        fresh: bool = False,
+        early: asyncio.StreamReader | None = None,
     ) -> Channel:
         """A channel to `req.site` at `endpoint`, the request sent and accepted; RelayError if not.
 
         Uses a warm channel when one is ready (no handshake on the client's
-        time), else handshakes now; `fresh` always handshakes (pings test the path).
+        time), else handshakes now; `fresh` always handshakes (pings test the
+        path).  `early`: the client's reader, whose first bytes follow the
+        request without waiting for the reply (see `_request`).
         """
         setup = self.limits.setup if timeout is None else timeout
         if fresh:
@@ -323,10 +351,11 @@ class RelayConnector:
         if spare is None:  # the pool ran dry: refill (and grow it) while this stream handshakes
             self.warm(endpoint, req.site)
         channel = None
+        sent = bytearray()  # the client's bytes already sent after the request
         try:
             if spare is not None:
                 try:
-                    channel = await self._request(*spare, endpoint, req, setup)
+                    channel = await self._request(*spare, endpoint, req, setup, early=early, sent=sent)
                     self.warm_streams += 1
                 except RelayError as exc:
                     if exc.reason != "relay-down":
@@ -334,7 +363,7 @@ class RelayConnector:
                     log.debug("relay: a warm channel had gone stale (%s); handshaking anew", exc)
             if channel is None:
                 handshaken = await self._handshake(endpoint, req.site, setup)
-                channel = await self._request(*handshaken, endpoint, req, setup)
+                channel = await self._request(*handshaken, endpoint, req, setup, early=early, sent=sent)
                 self.cold_streams += 1
         except RelayError as exc:
             if exc.reason == "refused":  # the site answers: keep channels ready for the next stream
@@ -352,10 +381,31 @@ class RelayConnector:
         endpoint: str,
         req: StreamRequest,
         setup: float,
+        *,
+        early: asyncio.StreamReader | None = None,
+        sent: bytearray | None = None,
     ) -> Channel:
+        """Send `req` (then `sent`, bytes a stale channel already carried) and wait for the reply.
+
+        With `early` (the client's reader) the client's first bytes follow the
+        request at once instead of one round trip later (at most `EARLY_MAX`,
+        kept in `sent` so that a stale channel's retry can resend them): a
+        client's connect then costs no round trip over the relay's own.
+        The exporting side reads them only once it accepted the request.
+        """
+
+        async def exchange() -> bytes:
+            answer = asyncio.ensure_future(reader.readline())
+            try:
+                if early is not None and sent is not None:
+                    await _forward_early(early, writer, answer, sent)
+                return await answer
+            finally:
+                answer.cancel()
+
         try:
-            writer.write(encode_request(req))
-            line = await asyncio.wait_for(reader.readline(), setup)
+            writer.write(encode_request(req) + (bytes(sent) if sent else b""))
+            line = await asyncio.wait_for(exchange(), setup)
             if not line:
                 raise ConnectionError("closed before answering")
             error = decode_reply(line)
@@ -391,7 +441,7 @@ class RelayConnector:
         self.streams[req.site] += 1
         try:
             try:
-                channel = await self.open(endpoint, req)
+                channel = await self.open(endpoint, req, early=client[0])
             except RelayError as exc:
                 log.info("relay: %s", exc)
                 await _close(client[1])
