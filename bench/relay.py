@@ -5,8 +5,11 @@ private network run with ``--relay always``: B's gateway publishes A's service
 as a proxy on its own address, carried over TLS 1.3 to A's gateway.  From
 b-client, `bench.relay_load` sends to the service directly (a-printer) and
 through the relay (b-gw's proxy port): MB/s with 1 and 16 parallel streams
-(p50 over trials) and the time from connect() to the first answer (p50/p95),
-whose difference is what the relay adds.  ``--short`` is the quick mode.
+(p50 over trials, and each gateway's CPU seconds per GB) and the time from
+connect() to the first answer (p50/p95), back to back and `GAP_MS` apart,
+whose difference is what the relay adds.  A second testbed repeats the
+connects over an emulated WAN (`WAN_DELAY_MS` each way, a delaying TCP relay in
+``wan`` in front of both paths).  ``--short`` is the quick mode.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from typing import Any
 
 from bench.common import REPO, Testbed, pct, skip_reason, start_delay_relay
+from bench.idle import cpu_seconds
 from z2z.app import keys
 
 LOAD = REPO / "bench" / "relay_load.py"  # run as a script inside the namespaces
@@ -69,11 +73,12 @@ def run(trials: int = 5, mb: float = 20.0, pings: int = 50, wan_delay_ms: float 
             start_delay_relay(tb, wan4, PORT, PORT + 10000, wan_delay_ms, direct_host)
             advertise = ["--relay-advertise", f"{wan4}:{RELAY_PORT + 10000}"]
             direct_host, direct_port = wan4, PORT + 10000
+        gateways = {}
         for host, site, url in (
             ("a-gw", "campus-a", dht.proxy_urls[0]),
             ("b-gw", "campus-b", dht.proxy_urls[1]),
         ):
-            tb.spawn(
+            gateways[host] = tb.spawn(
                 host,
                 [
                     sys.executable, "-m", "z2z", "run", "--site", site, "--interface", "lan0",
@@ -82,7 +87,8 @@ def run(trials: int = 5, mb: float = 20.0, pings: int = 50, wan_delay_ms: float 
                     "--anti-entropy", "3", *(advertise if host == "a-gw" else []),
                 ],
                 name=f"{host}-z2z",
-            ).wait_line(r"bridging ", timeout=45, stream="stderr")  # fmt: skip
+            )  # fmt: skip
+            gateways[host].wait_line(r"bridging ", timeout=45, stream="stderr")
         port = _relayed_port(tb, 60)
         relay_host = tb.node("b-gw").ipv4
         paths = (("direct", direct_host, direct_port), ("relay", relay_host, port))
@@ -90,8 +96,14 @@ def run(trials: int = 5, mb: float = 20.0, pings: int = 50, wan_delay_ms: float 
         for streams in () if wan_delay_ms else (1, 16):
             per = mb if streams == 1 else max(1.0, mb / 4)
             for label, host, p in paths:
+                cpu = {h: cpu_seconds(g.pid) for h, g in gateways.items()}
                 out = _load(tb, host, p, streams, per, trials, 0)
                 results[f"{label}-{streams}"] = out["mb_per_s"]
+                if label == "relay":  # CPU seconds per GB carried, each gateway (TLS, copies, the loop)
+                    gb = streams * per * trials / 1000
+                    results[f"cpu-{streams}"] = {
+                        h: (cpu_seconds(g.pid) - cpu[h]) / gb for h, g in gateways.items()
+                    }
         for label, host, p in paths:
             for kind, gap in (("connect", 0.0), ("spaced", GAP_MS)):
                 before = _warm_counts(tb)
@@ -143,7 +155,10 @@ def markdown(r: dict[str, Any], wan: dict[str, Any] | None = None) -> str:
     rows += [
         "",
         f"Relay/direct: {ratio1:.2f} with 1 stream, {ratio:.2f} with 16 streams. {r['trials']} trials of "
-        f"{r['mb']:g} MB per stream (16 streams: {max(1.0, r['mb'] / 4):g} MB each).",
+        f"{r['mb']:g} MB per stream (16 streams: {max(1.0, r['mb'] / 4):g} MB each). CPU per GB "
+        f"carried through the relay (1 / 16 streams): "
+        + ", ".join(f"{h} {r['cpu-1'][h]:.1f} / {r['cpu-16'][h]:.1f} s" for h in ("b-gw", "a-gw"))
+        + ".",
         "",
         "| WAN round trip | connects | direct p50 / p95 (ms) | relay p50 / p95 (ms) | added p50 / p95 (ms) "
         "| target (ms) | relay streams on a warm channel |",
@@ -167,7 +182,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--trials", type=int, default=5)
     p.add_argument("--mb", type=float, default=20.0)
-    p.add_argument("--pings", type=int, default=50)
+    p.add_argument("--pings", type=int, default=300)
     p.add_argument("--no-wan", action="store_true", help="skip the connects over the emulated WAN")
     p.add_argument("--short", action="store_true", help="2 trials of 5 MB, 10 connects")
     a = p.parse_args()
