@@ -265,3 +265,53 @@ async def test_a_clients_first_bytes_follow_the_request_and_survive_a_stale_warm
         await connector.close()
         await server.close()
         service.close()
+
+
+@pytest.mark.asyncio
+async def test_a_service_that_speaks_first_is_not_kept_waiting_for_early_bytes(tmp_path: Path) -> None:
+    """SMTP/FTP style: the client sends nothing until the banner, and the banner comes through."""
+    secret = os.urandom(32)
+    _, a_server_ctx, _ = member(tmp_path, "a", secret)
+    _, _, b_client_ctx = member(tmp_path, "b", secret)
+
+    async def banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 ready\n")
+        line = await reader.readline()
+        writer.write(b"250 " + line)
+        await writer.drain()
+        writer.close()
+
+    service = await asyncio.start_server(banner, "127.0.0.1", 0)
+    port = service.sockets[0].getsockname()[1]
+    exports = [Service("_smtp._tcp", "Mail", "mail", port, addresses=("127.0.0.1",))]
+    server = RelayServer(
+        a_server_ctx,
+        "127.0.0.1",
+        0,
+        site="a",
+        authorize=lambda s, k: None,
+        target=lambda req, peer: exported_target(req, "a", exports),
+    )
+    endpoint = f"127.0.0.1:{await server.start()}"
+    connector = RelayConnector(b_client_ctx, authorize=lambda s, k: None, limits=StreamLimits())
+    req = StreamRequest("connect", "a", "_smtp._tcp", "Mail", port)
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await connector.carry((reader, writer), endpoint, req)
+
+    proxy = await asyncio.start_server(client, "127.0.0.1", 0)
+    try:
+        connector.warm(endpoint, "a")
+        assert await _until(lambda: connector.spares(endpoint, "a") >= 1)
+        for _ in range(2):  # through a warm channel, then whatever the pool has
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.sockets[0].getsockname()[1])
+            assert await asyncio.wait_for(reader.readline(), 10) == b"220 ready\n"
+            writer.write(b"HELO b\n")
+            assert await asyncio.wait_for(reader.readline(), 10) == b"250 HELO b\n"
+            writer.close()
+        assert connector.warm_streams >= 1
+    finally:
+        proxy.close()
+        await connector.close()
+        await server.close()
+        service.close()
