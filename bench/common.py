@@ -178,6 +178,7 @@ def wait_settled(tb: Testbed, setup: GatewaySetup, timeout: float = 30.0) -> str
 _RELAY = r"""
 import asyncio, sys
 host, listen, target, delay = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]) / 1e3
+target_host = sys.argv[5] if len(sys.argv) > 5 else host
 
 async def pipe(reader, writer):
     loop = asyncio.get_running_loop()
@@ -207,7 +208,7 @@ async def pipe(reader, writer):
 
 async def serve(client_r, client_w):
     try:
-        server_r, server_w = await asyncio.open_connection(host, target)
+        server_r, server_w = await asyncio.open_connection(target_host, target)
     except OSError:
         client_w.close()
         return
@@ -222,15 +223,19 @@ asyncio.run(main())
 """
 
 
-def start_delay_relay(tb: Testbed, host: str, target: int, listen: int, delay_ms: float) -> str:
-    """A TCP relay in ``wan`` on `host`:`listen` → `host`:`target`, `delay_ms` each way; its URL.
+def start_delay_relay(
+    tb: Testbed, host: str, target: int, listen: int, delay_ms: float, target_host: str | None = None
+) -> str:
+    """A TCP relay in ``wan`` on `host`:`listen` → `target_host` (default `host`):`target`; its URL.
 
+    `delay_ms` each way.
     Every chunk read on one side is written to the other `delay_ms` later, in
     order, so a request/response exchange costs one extra round trip of
     2 × `delay_ms` and a pushed (streamed) value one extra `delay_ms`.
     """
     proc = tb.spawn(
-        "wan", [sys.executable, "-c", _RELAY, host, str(listen), str(target), str(delay_ms)],
+        "wan",
+        [sys.executable, "-c", _RELAY, host, str(listen), str(target), str(delay_ms), target_host or host],
         name=f"wan-relay-{listen}",
     )  # fmt: skip
     proc.wait_line(r"^relaying", timeout=10, stream="stdout")

@@ -55,7 +55,9 @@ async def one_stream(host: str, port: int, size: int) -> None:
     writer.close()
 
 
-async def load(host: str, port: int, streams: int, mb: float, trials: int, pings: int) -> dict[str, object]:
+async def load(
+    host: str, port: int, streams: int, mb: float, trials: int, pings: int, gap: float = 0.0
+) -> dict[str, object]:
     size = int(mb * 1e6)
     rates = []
     for _ in range(trials):
@@ -64,6 +66,8 @@ async def load(host: str, port: int, streams: int, mb: float, trials: int, pings
         rates.append(streams * size / 1e6 / (time.perf_counter() - t0))
     latencies = []
     for _ in range(pings):
+        if gap:
+            await asyncio.sleep(gap / 1000)
         t0 = time.perf_counter()
         reader, writer = await asyncio.open_connection(host, port)
         writer.write(b"PING\n")
@@ -85,11 +89,12 @@ def main() -> None:
     c.add_argument("--mb", type=float, default=20.0)
     c.add_argument("--trials", type=int, default=5)
     c.add_argument("--pings", type=int, default=0)
+    c.add_argument("--gap", type=float, default=0.0, help="ms between connects (0: back to back)")
     a = p.parse_args()
     if a.cmd == "serve":
         asyncio.run(serve(a.port))
     else:
-        out = asyncio.run(load(a.host, a.port, a.streams, a.mb, a.trials, a.pings))
+        out = asyncio.run(load(a.host, a.port, a.streams, a.mb, a.trials, a.pings, a.gap))
         print(json.dumps(out), flush=True)
 
 

@@ -522,4 +522,10 @@ class Relay:
             "streams": sum(self.server.streams.values()) + sum(self.connector.streams.values()),
             "bytes": self.server.carried + self.connector.carried,
             "refused": dict(self.refusals),
+            # warm channels (z2z.core.relay.pool): ready now; streams that found one or handshook
+            "pool": {
+                "ready": self.connector.spares(),
+                "warm": self.connector.warm_streams,
+                "cold": self.connector.cold_streams,
+            },
         }

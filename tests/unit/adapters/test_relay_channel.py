@@ -22,6 +22,7 @@ from z2z.adapters.relay import RelayConnector, RelayServer, StreamLimits, tls_co
 from z2z.adapters.relay.pki import network_ca, site_certificate
 from z2z.core.records import Service
 from z2z.core.relay import RelayError, StreamRequest, exported_target
+from z2z.core.relay.pool import SPARES_HIGH, SPARES_LOW
 from z2z.core.security import Codec, public_key_bytes
 
 
@@ -123,5 +124,194 @@ async def test_members_relay_bytes_intact_and_only_to_exports(tmp_path: Path) ->
     finally:
         for c in (connector, stranger, impostor):
             await c.close()
+        await server.close()
+        service.close()
+
+
+async def _until(check: object, timeout: float = 10.0) -> bool:
+    """Poll `check()` until true or `timeout` (behaviour, not timing: the bound is generous)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if check():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+@pytest.mark.asyncio
+async def test_the_warm_pool_refills_after_each_stream_and_grows_with_demand(tmp_path: Path) -> None:
+    """Clients' streams through `carry` find warm channels; the pool grows to the recent rate, bounded."""
+    secret = os.urandom(32)
+    _, a_server_ctx, _ = member(tmp_path, "a", secret)
+    _, _, b_client_ctx = member(tmp_path, "b", secret)
+    service, port = await echo_service()
+    exports = [Service("_http._tcp", "Printer", "printer", port, addresses=("127.0.0.1",))]
+    server = RelayServer(
+        a_server_ctx,
+        "127.0.0.1",
+        0,
+        site="a",
+        authorize=lambda s, k: None,
+        target=lambda req, peer: exported_target(req, "a", exports),
+    )
+    endpoint = f"127.0.0.1:{await server.start()}"
+    connector = RelayConnector(b_client_ctx, authorize=lambda s, k: None, limits=StreamLimits())
+    req = StreamRequest("connect", "a", "_http._tcp", "Printer", port)
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await connector.carry((reader, writer), endpoint, req)
+
+    proxy = await asyncio.start_server(client, "127.0.0.1", 0)
+    proxy_port = proxy.sockets[0].getsockname()[1]
+
+    async def one_client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+        writer.write(b"3\nabc")
+        assert (await reader.readline()).strip().decode() == hashlib.sha256(b"abc").hexdigest()
+        writer.close()
+
+    try:
+        connector.warm(endpoint, "a")  # what the health round does for a relayed site
+        assert await _until(lambda: connector.spares(endpoint, "a") == SPARES_LOW)
+        await one_client()
+        assert (connector.warm_streams, connector.cold_streams) == (1, 0)
+        # Refilled after the stream (at once, not after a fixed pause), back to the floor.
+        assert await _until(lambda: connector.spares(endpoint, "a") == SPARES_LOW)
+        # Six more clients in a row: the pool grows to the recent demand (7 in 2 s) ...
+        for _ in range(6):
+            await one_client()
+        assert await _until(lambda: connector.spares(endpoint, "a") >= 6)
+        assert connector.warm_streams + connector.cold_streams == 7
+        # ... and a long run of clients never makes it hold more than its ceiling.
+        await asyncio.gather(*(one_client() for _ in range(3 * SPARES_HIGH)))
+        assert await _until(lambda: connector.spares(endpoint, "a") == SPARES_HIGH)
+        await asyncio.sleep(0.3)
+        assert connector.spares(endpoint, "a") == SPARES_HIGH
+        assert connector.warm_streams + connector.cold_streams == 7 + 3 * SPARES_HIGH
+        # Warm channels hold a stream slot on the exporting side, within its limit.
+        assert server.streams["b"] == SPARES_HIGH
+    finally:
+        proxy.close()
+        await connector.close()
+        await server.close()
+        service.close()
+
+
+@pytest.mark.asyncio
+async def test_a_clients_first_bytes_follow_the_request_and_survive_a_stale_warm_channel(
+    tmp_path: Path,
+) -> None:
+    """Early bytes: sent behind the request, resent on a fresh channel when the warm one was dead."""
+    secret = os.urandom(32)
+    _, a_server_ctx, _ = member(tmp_path, "a", secret)
+    _, _, b_client_ctx = member(tmp_path, "b", secret)
+    service, port = await echo_service()
+    exports = [Service("_http._tcp", "Printer", "printer", port, addresses=("127.0.0.1",))]
+    refused: list[str] = []
+    server = RelayServer(
+        a_server_ctx,
+        "127.0.0.1",
+        0,
+        site="a",
+        authorize=lambda s, k: None,
+        target=lambda req, peer: exported_target(req, "a", exports),
+        refused=lambda reason, detail: refused.append(reason),
+    )
+    endpoint = f"127.0.0.1:{await server.start()}"
+    connector = RelayConnector(b_client_ctx, authorize=lambda s, k: None, limits=StreamLimits())
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)  # a relay that went away after the handshake: reads, answers nothing
+        writer.close()
+
+    dead = await asyncio.start_server(hang_up, "127.0.0.1", 0, ssl=a_server_ctx)
+    dead_endpoint = f"127.0.0.1:{dead.sockets[0].getsockname()[1]}"
+    requests = {
+        "ok": StreamRequest("connect", "a", "_http._tcp", "Printer", port),
+        "refused": StreamRequest("connect", "a", "_http._tcp", "Printer", 22),
+    }
+    current = ["ok"]
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await connector.carry((reader, writer), endpoint, requests[current[0]])
+
+    proxy = await asyncio.start_server(client, "127.0.0.1", 0)
+    proxy_port = proxy.sockets[0].getsockname()[1]
+    payload = os.urandom(200 * 1024)  # more than EARLY_MAX: the rest follows once accepted
+
+    async def one_client() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+        writer.write(f"{len(payload)}\n".encode() + payload)
+        line = await asyncio.wait_for(reader.readline(), 20)  # a lost byte would hang the echo
+        writer.close()
+        return line.strip()
+
+    try:
+        stale = await connector._handshake(dead_endpoint, "a", 5.0)  # certificate of site "a"
+        connector._spares[(endpoint, "a")] = [(*stale, time.monotonic())]
+        assert await one_client() == hashlib.sha256(payload).hexdigest().encode()
+        assert (connector.warm_streams, connector.cold_streams) == (0, 1)
+        # Through a good warm channel the same bytes arrive intact.
+        assert await _until(lambda: connector.spares(endpoint, "a") >= 1)
+        assert await one_client() == hashlib.sha256(payload).hexdigest().encode()
+        assert connector.warm_streams == 1
+        # A refused stream: the early bytes are never passed to any service; the client is closed.
+        current[0] = "refused"
+        assert await one_client() == b""
+        assert refused == ["not-exported"]
+    finally:
+        proxy.close()
+        dead.close()
+        await connector.close()
+        await server.close()
+        service.close()
+
+
+@pytest.mark.asyncio
+async def test_a_service_that_speaks_first_is_not_kept_waiting_for_early_bytes(tmp_path: Path) -> None:
+    """SMTP/FTP style: the client sends nothing until the banner, and the banner comes through."""
+    secret = os.urandom(32)
+    _, a_server_ctx, _ = member(tmp_path, "a", secret)
+    _, _, b_client_ctx = member(tmp_path, "b", secret)
+
+    async def banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 ready\n")
+        line = await reader.readline()
+        writer.write(b"250 " + line)
+        await writer.drain()
+        writer.close()
+
+    service = await asyncio.start_server(banner, "127.0.0.1", 0)
+    port = service.sockets[0].getsockname()[1]
+    exports = [Service("_smtp._tcp", "Mail", "mail", port, addresses=("127.0.0.1",))]
+    server = RelayServer(
+        a_server_ctx,
+        "127.0.0.1",
+        0,
+        site="a",
+        authorize=lambda s, k: None,
+        target=lambda req, peer: exported_target(req, "a", exports),
+    )
+    endpoint = f"127.0.0.1:{await server.start()}"
+    connector = RelayConnector(b_client_ctx, authorize=lambda s, k: None, limits=StreamLimits())
+    req = StreamRequest("connect", "a", "_smtp._tcp", "Mail", port)
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await connector.carry((reader, writer), endpoint, req)
+
+    proxy = await asyncio.start_server(client, "127.0.0.1", 0)
+    try:
+        connector.warm(endpoint, "a")
+        assert await _until(lambda: connector.spares(endpoint, "a") >= 1)
+        for _ in range(2):  # through a warm channel, then whatever the pool has
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.sockets[0].getsockname()[1])
+            assert await asyncio.wait_for(reader.readline(), 10) == b"220 ready\n"
+            writer.write(b"HELO b\n")
+            assert await asyncio.wait_for(reader.readline(), 10) == b"250 HELO b\n"
+            writer.close()
+        assert connector.warm_streams >= 1
+    finally:
+        proxy.close()
+        await connector.close()
         await server.close()
         service.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import time
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from z2z.adapters.relay.pki import peer_identity
 from z2z.adapters.relay.splice import splice
 from z2z.core.records import Service
+from z2z.core.relay.pool import SparePolicy
 from z2z.core.relay.protocol import (
     RelayError,
     StreamRequest,
@@ -40,8 +42,9 @@ from z2z.core.relay.protocol import (
 log = logging.getLogger(__name__)
 
 Channel = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-SPARES = 2  # warm channels kept per site in use: a client's connect needs no TLS handshake
-REFILL_DELAY = 0.25  # seconds after a stream took a warm channel before another is handshaken
+REFILL_LATEST = 0.05  # seconds after a stream took a warm channel its pool is refilled at the latest
+WARMING_AT_ONCE = 2  # handshakes in flight per pool: a burst would stall the loops of both gateways
+EARLY_MAX = 64 * 1024  # bytes of a client's sent behind the request before the reply is read
 SPARE_AGE = 20.0  # seconds a warm channel is used at most (the server waits `first_line`)
 # (peer site, raw key) -> None if this peer may use the relay, else why not
 Authorize = Callable[[str, bytes], str | None]
@@ -192,6 +195,25 @@ class RelayServer:
         self.carried += await splice((reader, writer), service, self.limits.idle)
 
 
+async def _forward_early(
+    client: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: asyncio.Future[bytes], sent: bytearray
+) -> None:
+    """Pass the client's bytes on behind the request until the `answer` comes (at most `EARLY_MAX`)."""
+    while not answer.done() and len(sent) < EARLY_MAX and not client.at_eof():
+        chunk = asyncio.ensure_future(client.read(EARLY_MAX - len(sent)))
+        await asyncio.wait({answer, chunk}, return_when=asyncio.FIRST_COMPLETED)
+        if not chunk.done():
+            chunk.cancel()  # a cancelled StreamReader.read loses nothing: the splice reads it
+            await asyncio.wait({chunk})
+            if chunk.cancelled():
+                return
+        data = chunk.result()
+        if not data:
+            return
+        sent += data
+        writer.write(data)
+
+
 async def _open_any(
     addresses: tuple[str, ...], port: int, timeout: float
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
@@ -214,6 +236,9 @@ class RelayConnector:
             tuple[str, str], list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]]
         ] = {}
         self._warming: Counter[tuple[str, str]] = Counter()
+        self._policy: dict[tuple[str, str], SparePolicy] = {}  # how many spares each pool holds
+        self.warm_streams = 0  # streams that found a warm channel
+        self.cold_streams = 0  # streams that had to handshake on the client's time
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -249,8 +274,17 @@ class RelayConnector:
             writer.close()
         return None
 
+    def spares(self, endpoint: str | None = None, site: str | None = None) -> int:
+        """Warm channels ready now: to `site` at `endpoint`, or to all sites (status, tests)."""
+        if endpoint is not None and site is not None:
+            return len(self._spares.get((endpoint, site), []))
+        return sum(len(v) for v in self._spares.values())
+
     def warm(self, endpoint: str, site: str) -> None:
-        """Keep `SPARES` channels to `site` handshaken ahead of need (drops expired ones)."""
+        """Keep channels to `site` handshaken ahead of need, as many as its `SparePolicy` says.
+
+        Drops expired ones; surplus ones are left to age out.
+        """
         if self._closed:
             return
         key = (endpoint, site)
@@ -259,7 +293,11 @@ class RelayConnector:
         for spare in [x for x in spares if now - x[2] >= SPARE_AGE or x[0].at_eof()]:
             spares.remove(spare)
             spare[1].close()
-        missing = SPARES - len(spares) - self._warming[key]
+        target = self._policy.setdefault(key, SparePolicy()).target(now)
+        missing = target - len(spares) - self._warming[key]
+        # A few handshakes at a time: a burst of them would stall this loop (and the
+        # exporting gateway's) for the streams in flight; each one done calls warm again.
+        missing = min(missing, WARMING_AT_ONCE - self._warming[key])
         for _ in range(max(0, missing)):
             self._warming[key] += 1
             task = asyncio.ensure_future(self._add_spare(endpoint, site))
@@ -276,6 +314,7 @@ class RelayConnector:
         finally:
             self._warming[key] -= 1
         self._spares.setdefault(key, []).append((reader, writer, time.monotonic()))
+        self.warm(endpoint, site)  # the next one, if the pool is still short
 
     async def close(self) -> None:
         self._closed = True
@@ -287,37 +326,52 @@ class RelayConnector:
         self._spares.clear()
 
     async def open(
-        self, endpoint: str, req: StreamRequest, timeout: float | None = None, *, fresh: bool = False
+        self,
+        endpoint: str,
+        req: StreamRequest,
+        timeout: float | None = None,
+        *,
+        fresh: bool = False,
+        early: asyncio.StreamReader | None = None,
     ) -> Channel:
         """A channel to `req.site` at `endpoint`, the request sent and accepted; RelayError if not.
 
         Uses a warm channel when one is ready (no handshake on the client's
-        time), else handshakes now; `fresh` always handshakes (pings test the path).
+        time), else handshakes now; `fresh` always handshakes (pings test the
+        path).  `early`: the client's reader, whose first bytes follow the
+        request without waiting for the reply (see `_request`).
         """
         setup = self.limits.setup if timeout is None else timeout
         if fresh:
             return await self._request(
                 *await self._handshake(endpoint, req.site, setup), endpoint, req, setup
             )
+        self._policy.setdefault((endpoint, req.site), SparePolicy()).taken(time.monotonic())
         spare = self._take_spare(endpoint, req.site)
+        if spare is None:  # the pool ran dry: refill (and grow it) while this stream handshakes
+            self.warm(endpoint, req.site)
         channel = None
+        sent = bytearray()  # the client's bytes already sent after the request
         try:
             if spare is not None:
                 try:
-                    channel = await self._request(*spare, endpoint, req, setup)
+                    channel = await self._request(*spare, endpoint, req, setup, early=early, sent=sent)
+                    self.warm_streams += 1
                 except RelayError as exc:
                     if exc.reason != "relay-down":
                         raise
                     log.debug("relay: a warm channel had gone stale (%s); handshaking anew", exc)
             if channel is None:
                 handshaken = await self._handshake(endpoint, req.site, setup)
-                channel = await self._request(*handshaken, endpoint, req, setup)
+                channel = await self._request(*handshaken, endpoint, req, setup, early=early, sent=sent)
+                self.cold_streams += 1
         except RelayError as exc:
             if exc.reason == "refused":  # the site answers: keep channels ready for the next stream
                 self.warm(endpoint, req.site)
             raise
-        # Refill a little later: a handshake now would compete with this stream's first bytes.
-        asyncio.get_running_loop().call_later(REFILL_DELAY, self.warm, endpoint, req.site)
+        # Refill soon, not now: a handshake now would compete with this stream's first
+        # round trip on both gateways (`carry` refills as soon as the first answer is back).
+        asyncio.get_running_loop().call_later(REFILL_LATEST, self.warm, endpoint, req.site)
         return channel
 
     async def _request(
@@ -327,10 +381,31 @@ class RelayConnector:
         endpoint: str,
         req: StreamRequest,
         setup: float,
+        *,
+        early: asyncio.StreamReader | None = None,
+        sent: bytearray | None = None,
     ) -> Channel:
+        """Send `req` (then `sent`, bytes a stale channel already carried) and wait for the reply.
+
+        With `early` (the client's reader) the client's first bytes follow the
+        request at once instead of one round trip later (at most `EARLY_MAX`,
+        kept in `sent` so that a stale channel's retry can resend them): a
+        client's connect then costs no round trip over the relay's own.
+        The exporting side reads them only once it accepted the request.
+        """
+
+        async def exchange() -> bytes:
+            answer = asyncio.ensure_future(reader.readline())
+            try:
+                if early is not None and sent is not None:
+                    await _forward_early(early, writer, answer, sent)
+                return await answer
+            finally:
+                answer.cancel()
+
         try:
-            writer.write(encode_request(req))
-            line = await asyncio.wait_for(reader.readline(), setup)
+            writer.write(encode_request(req) + (bytes(sent) if sent else b""))
+            line = await asyncio.wait_for(exchange(), setup)
             if not line:
                 raise ConnectionError("closed before answering")
             error = decode_reply(line)
@@ -366,12 +441,13 @@ class RelayConnector:
         self.streams[req.site] += 1
         try:
             try:
-                channel = await self.open(endpoint, req)
+                channel = await self.open(endpoint, req, early=client[0])
             except RelayError as exc:
                 log.info("relay: %s", exc)
                 await _close(client[1])
                 return
-            self.carried += await splice(client, channel, self.limits.idle)
+            refill = functools.partial(self.warm, endpoint, req.site)
+            self.carried += await splice(client, channel, self.limits.idle, first_back=refill)
         finally:
             self.streams[req.site] -= 1
             if self.streams[req.site] <= 0:

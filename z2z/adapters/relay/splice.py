@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 CHUNK = 64 * 1024
 
@@ -23,8 +24,12 @@ async def _pump(
     idle: float,
     last: list[float],
     counted: list[int],
+    first: Callable[[], None] | None = None,
 ) -> bool:
-    """Copy until EOF; True if the EOF could be passed on (a TLS writer cannot half-close)."""
+    """Copy until EOF; True if the EOF could be passed on (a TLS writer cannot half-close).
+
+    `first` is called once, after the first chunk was written on.
+    """
     while True:
         try:
             data = await asyncio.wait_for(reader.read(CHUNK), timeout=idle / 4)
@@ -37,6 +42,9 @@ async def _pump(
         last[0] = time.monotonic()
         counted[0] += len(data)
         writer.write(data)
+        if first is not None:
+            first()
+            first = None
         await writer.drain()
     if not writer.can_write_eof():
         return False
@@ -49,13 +57,19 @@ async def splice(
     a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     b: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     idle: float,
+    *,
+    first_back: Callable[[], None] | None = None,
 ) -> int:
-    """Carry bytes both ways until done; close both sides; return the bytes carried."""
+    """Carry bytes both ways until done; close both sides; return the bytes carried.
+
+    `first_back` is called once, when the first bytes from `b` were written to `a`
+    (the relay refills its warm channels then, off the stream's first round trip).
+    """
     last = [time.monotonic()]
     counted = [0]
     tasks = [
         asyncio.ensure_future(_pump(a[0], b[1], idle, last, counted)),
-        asyncio.ensure_future(_pump(b[0], a[1], idle, last, counted)),
+        asyncio.ensure_future(_pump(b[0], a[1], idle, last, counted, first_back)),
     ]
     try:
         pending: set[asyncio.Future[bool]] = set(tasks)
