@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -138,31 +139,60 @@ async def _until(check: object, timeout: float = 10.0) -> bool:
     return False
 
 
+class Relayed:
+    """Sites "a" (a `RelayServer` exporting `exports`) and "b" (a `RelayConnector`), and a
+    local port whose clients `carry` relays with the request `request()` returns."""
+
+    def __init__(self, tmp_path: Path, exports: list[Service], request: Callable[[], StreamRequest]) -> None:
+        secret = os.urandom(32)
+        _, self.a_server_ctx, _ = member(tmp_path, "a", secret)
+        _, _, b_client_ctx = member(tmp_path, "b", secret)
+        self.refused: list[str] = []
+        self.server = RelayServer(
+            self.a_server_ctx,
+            "127.0.0.1",
+            0,
+            site="a",
+            authorize=lambda s, k: None,
+            target=lambda req, peer: exported_target(req, "a", exports),
+            refused=lambda reason, detail: self.refused.append(reason),
+        )
+        self.connector = RelayConnector(b_client_ctx, authorize=lambda s, k: None, limits=StreamLimits())
+        self._request = request
+        self.endpoint = ""
+        self.port = 0
+        self._proxy: asyncio.Server | None = None
+
+    async def start(self) -> Relayed:
+        self.endpoint = f"127.0.0.1:{await self.server.start()}"
+
+        async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self.connector.carry((reader, writer), self.endpoint, self._request())
+
+        self._proxy = await asyncio.start_server(client, "127.0.0.1", 0)
+        self.port = self._proxy.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        if self._proxy is not None:
+            self._proxy.close()
+        await self.connector.close()
+        await self.server.close()
+
+
 @pytest.mark.asyncio
 async def test_the_warm_pool_refills_after_each_stream_and_grows_with_demand(tmp_path: Path) -> None:
     """Clients' streams through `carry` find warm channels; the pool grows to the recent rate, bounded."""
-    secret = os.urandom(32)
-    _, a_server_ctx, _ = member(tmp_path, "a", secret)
-    _, _, b_client_ctx = member(tmp_path, "b", secret)
     service, port = await echo_service()
     exports = [Service("_http._tcp", "Printer", "printer", port, addresses=("127.0.0.1",))]
-    server = RelayServer(
-        a_server_ctx,
-        "127.0.0.1",
-        0,
-        site="a",
-        authorize=lambda s, k: None,
-        target=lambda req, peer: exported_target(req, "a", exports),
-    )
-    endpoint = f"127.0.0.1:{await server.start()}"
-    connector = RelayConnector(b_client_ctx, authorize=lambda s, k: None, limits=StreamLimits())
     req = StreamRequest("connect", "a", "_http._tcp", "Printer", port)
-
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await connector.carry((reader, writer), endpoint, req)
-
-    proxy = await asyncio.start_server(client, "127.0.0.1", 0)
-    proxy_port = proxy.sockets[0].getsockname()[1]
+    relayed = await Relayed(tmp_path, exports, lambda: req).start()
+    server, connector, endpoint, proxy_port = (
+        relayed.server,
+        relayed.connector,
+        relayed.endpoint,
+        relayed.port,
+    )
 
     async def one_client() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
@@ -191,9 +221,7 @@ async def test_the_warm_pool_refills_after_each_stream_and_grows_with_demand(tmp
         # Warm channels hold a stream slot on the exporting side, within its limit.
         assert server.streams["b"] == SPARES_HIGH
     finally:
-        proxy.close()
-        await connector.close()
-        await server.close()
+        await relayed.close()
         service.close()
 
 
@@ -202,41 +230,27 @@ async def test_a_clients_first_bytes_follow_the_request_and_survive_a_stale_warm
     tmp_path: Path,
 ) -> None:
     """Early bytes: sent behind the request, resent on a fresh channel when the warm one was dead."""
-    secret = os.urandom(32)
-    _, a_server_ctx, _ = member(tmp_path, "a", secret)
-    _, _, b_client_ctx = member(tmp_path, "b", secret)
     service, port = await echo_service()
     exports = [Service("_http._tcp", "Printer", "printer", port, addresses=("127.0.0.1",))]
-    refused: list[str] = []
-    server = RelayServer(
-        a_server_ctx,
-        "127.0.0.1",
-        0,
-        site="a",
-        authorize=lambda s, k: None,
-        target=lambda req, peer: exported_target(req, "a", exports),
-        refused=lambda reason, detail: refused.append(reason),
-    )
-    endpoint = f"127.0.0.1:{await server.start()}"
-    connector = RelayConnector(b_client_ctx, authorize=lambda s, k: None, limits=StreamLimits())
-
-    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1)  # a relay that went away after the handshake: reads, answers nothing
-        writer.close()
-
-    dead = await asyncio.start_server(hang_up, "127.0.0.1", 0, ssl=a_server_ctx)
-    dead_endpoint = f"127.0.0.1:{dead.sockets[0].getsockname()[1]}"
     requests = {
         "ok": StreamRequest("connect", "a", "_http._tcp", "Printer", port),
         "refused": StreamRequest("connect", "a", "_http._tcp", "Printer", 22),
     }
     current = ["ok"]
+    relayed = await Relayed(tmp_path, exports, lambda: requests[current[0]]).start()
+    connector, endpoint, proxy_port, refused = (
+        relayed.connector,
+        relayed.endpoint,
+        relayed.port,
+        relayed.refused,
+    )
 
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await connector.carry((reader, writer), endpoint, requests[current[0]])
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)  # a relay that went away after the handshake: reads, answers nothing
+        writer.close()
 
-    proxy = await asyncio.start_server(client, "127.0.0.1", 0)
-    proxy_port = proxy.sockets[0].getsockname()[1]
+    dead = await asyncio.start_server(hang_up, "127.0.0.1", 0, ssl=relayed.a_server_ctx)
+    dead_endpoint = f"127.0.0.1:{dead.sockets[0].getsockname()[1]}"
     payload = os.urandom(200 * 1024)  # more than EARLY_MAX: the rest follows once accepted
 
     async def one_client() -> bytes:
@@ -260,19 +274,14 @@ async def test_a_clients_first_bytes_follow_the_request_and_survive_a_stale_warm
         assert await one_client() == b""
         assert refused == ["not-exported"]
     finally:
-        proxy.close()
         dead.close()
-        await connector.close()
-        await server.close()
+        await relayed.close()
         service.close()
 
 
 @pytest.mark.asyncio
 async def test_a_service_that_speaks_first_is_not_kept_waiting_for_early_bytes(tmp_path: Path) -> None:
     """SMTP/FTP style: the client sends nothing until the banner, and the banner comes through."""
-    secret = os.urandom(32)
-    _, a_server_ctx, _ = member(tmp_path, "a", secret)
-    _, _, b_client_ctx = member(tmp_path, "b", secret)
 
     async def banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 ready\n")
@@ -284,34 +293,19 @@ async def test_a_service_that_speaks_first_is_not_kept_waiting_for_early_bytes(t
     service = await asyncio.start_server(banner, "127.0.0.1", 0)
     port = service.sockets[0].getsockname()[1]
     exports = [Service("_smtp._tcp", "Mail", "mail", port, addresses=("127.0.0.1",))]
-    server = RelayServer(
-        a_server_ctx,
-        "127.0.0.1",
-        0,
-        site="a",
-        authorize=lambda s, k: None,
-        target=lambda req, peer: exported_target(req, "a", exports),
-    )
-    endpoint = f"127.0.0.1:{await server.start()}"
-    connector = RelayConnector(b_client_ctx, authorize=lambda s, k: None, limits=StreamLimits())
     req = StreamRequest("connect", "a", "_smtp._tcp", "Mail", port)
-
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await connector.carry((reader, writer), endpoint, req)
-
-    proxy = await asyncio.start_server(client, "127.0.0.1", 0)
+    relayed = await Relayed(tmp_path, exports, lambda: req).start()
+    connector, endpoint = relayed.connector, relayed.endpoint
     try:
         connector.warm(endpoint, "a")
         assert await _until(lambda: connector.spares(endpoint, "a") >= 1)
         for _ in range(2):  # through a warm channel, then whatever the pool has
-            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.sockets[0].getsockname()[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", relayed.port)
             assert await asyncio.wait_for(reader.readline(), 10) == b"220 ready\n"
             writer.write(b"HELO b\n")
             assert await asyncio.wait_for(reader.readline(), 10) == b"250 HELO b\n"
             writer.close()
         assert connector.warm_streams >= 1
     finally:
-        proxy.close()
-        await connector.close()
-        await server.close()
+        await relayed.close()
         service.close()
