@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.common import SERVICE_TYPE, Testbed, skip_reason, summary, wait_until
+from bench.common import SERVICE_TYPE, Testbed, locked, skip_reason, summary, wait_until
 from bench.scale import LinkCount, gateway, status_of
 
 
@@ -106,8 +106,6 @@ def run(
     lock: str | None = None,
 ) -> dict[str, Any]:
     """`trials` bursts, each on a fresh testbed and, given `lock`, holding that flock."""
-    from bench.repair import locked
-
     reason = skip_reason()
     if reason:
         raise SystemExit(f"burst benchmark: {reason}")

@@ -8,7 +8,9 @@ that never forward multicast, a real two-node OpenDHT network (``dhtnode``) in
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -17,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -492,3 +494,20 @@ def burst_printers(
     for k, (pr, n) in enumerate(printers):
         pr.send(f"burst {n} {prefix}{k:02d}-")
     return printers, t_burst
+
+
+@contextlib.contextmanager
+def locked(path: str | None, waits: list[float]) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (none if None); the wait is appended to `waits`."""
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    t0 = time.monotonic()
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        waits.append(time.monotonic() - t0)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

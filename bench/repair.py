@@ -45,38 +45,18 @@ namespace tests can run meanwhile; without it the whole run is unlocked.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
-import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from bench.common import SERVICE_TYPE, Testbed, burst_printers, skip_reason, summary, wait_until
+from bench.common import SERVICE_TYPE, Testbed, burst_printers, locked, skip_reason, summary, wait_until
 from bench.scale import LinkCount, gateway, status_of, wait_visible
 from bench.upkeep import install_counters, read_counters
 
 ANTI_ENTROPY = 30.0  # z2z's default `anti-entropy` period; the gateways run with the defaults
 JITTER = 0.1  # the periodic job's jitter, a share of the period (z2z/app/gateway.py)
-
-
-@contextlib.contextmanager
-def locked(path: str | None, waits: list[float]) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (none if None); the wait is appended to `waits`."""
-    if path is None:
-        yield
-        return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    t0 = time.monotonic()
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        waits.append(time.monotonic() - t0)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def listed(count: LinkCount, instance: str) -> float | None:

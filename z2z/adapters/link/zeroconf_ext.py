@@ -270,6 +270,10 @@ def select_interfaces(
     return specs, ip_version
 
 
+# Subtype names kept per type by `SubtypeOwners` (a hostile link cannot grow it).
+MAX_SUBTYPE_NAMES = 256
+
+
 class SubtypeOwners(RecordUpdateListener):
     """The ``<label>._sub.<type>.local.`` names python-zeroconf has cached PTRs under, by type.
 
@@ -293,9 +297,6 @@ class SubtypeOwners(RecordUpdateListener):
 
     def async_update_records_complete(self) -> None:
         """Nothing to do once a packet's records are in (python-zeroconf's listener API)."""
-
-
-MAX_SUBTYPE_NAMES = 256
 
 
 def cached_subtypes(zc: Zeroconf, owners: SubtypeOwners, service_type: str, name: str) -> tuple[str, ...]:
